@@ -1,0 +1,42 @@
+"""mixkit: mixing-based data augmentation for PyTorch whose labels follow the data."""
+
+from mixkit._version import __version__
+from mixkit.batch import MixedBatch, to_soft_labels
+from mixkit.densities import Density, Gaussian, NotFittedError
+from mixkit.hookspecs import hookimpl
+from mixkit.mixers import CutMix, Mixer, Mixup
+from mixkit.registry import (
+    Component,
+    PluginCollisionError,
+    PluginInfo,
+    UnknownComponentError,
+    available,
+    create_density,
+    create_mixer,
+    plugins,
+    register_plugin,
+    unregister_plugin,
+)
+
+__all__ = [
+    "Component",
+    "CutMix",
+    "Density",
+    "Gaussian",
+    "MixedBatch",
+    "Mixer",
+    "Mixup",
+    "NotFittedError",
+    "PluginCollisionError",
+    "PluginInfo",
+    "UnknownComponentError",
+    "__version__",
+    "available",
+    "create_density",
+    "create_mixer",
+    "hookimpl",
+    "plugins",
+    "register_plugin",
+    "to_soft_labels",
+    "unregister_plugin",
+]

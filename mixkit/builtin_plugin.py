@@ -1,0 +1,19 @@
+"""mixkit's own mixers and densities, registered through the public hooks like any plugin."""
+
+from __future__ import annotations
+
+from mixkit.hookspecs import hookimpl
+
+
+@hookimpl
+def mixkit_mixers() -> dict[str, type]:
+    from mixkit.mixers import CutMix, Mixup
+
+    return {"mixup": Mixup, "cutmix": CutMix}
+
+
+@hookimpl
+def mixkit_densities() -> dict[str, type]:
+    from mixkit.densities import Gaussian
+
+    return {"gaussian": Gaussian}

@@ -1,0 +1,6 @@
+"""Class-conditional densities: ``fit(x, y)``, ``log_prob(x) -> (B, K)``."""
+
+from mixkit.densities.base import Density, NotFittedError
+from mixkit.densities.gaussian import Gaussian
+
+__all__ = ["Density", "Gaussian", "NotFittedError"]

@@ -1,0 +1,25 @@
+"""Group samples by class into one padded tensor, so per-class statistics are batched."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def group_by_class(x: Tensor, y: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
+    """Pack ``x`` ``(N, d)`` into ``(K, n_max, d)`` by class, with a ``(K, n_max)`` validity mask.
+
+    Rows past a class's count are zero, so sums over the padded axis equal sums
+    over the class; one ``bmm`` then gives every class's scatter matrix.
+    """
+    counts = torch.bincount(y, minlength=num_classes)
+    n_max = int(counts.max())
+    order = torch.argsort(y, stable=True)
+    ys = y[order]
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(y.numel(), device=y.device) - starts[ys]
+    packed = x.new_zeros((num_classes, n_max, x.shape[1]))
+    packed[ys, slot] = x[order]
+    mask = torch.zeros((num_classes, n_max), dtype=torch.bool, device=x.device)
+    mask[ys, slot] = True
+    return packed, mask

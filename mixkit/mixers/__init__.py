@@ -1,0 +1,7 @@
+"""Mixers: batch ``(x, y)`` -> :class:`mixkit.MixedBatch`."""
+
+from mixkit.mixers.base import Mixer
+from mixkit.mixers.cutmix import CutMix
+from mixkit.mixers.mixup import Mixup
+
+__all__ = ["CutMix", "Mixer", "Mixup"]
