@@ -1,8 +1,11 @@
 """mixkit: mixing-based data augmentation for PyTorch whose labels follow the data."""
 
 from mixkit._version import __version__
+from mixkit.baselines import ExcludeIntrusion, LogisticLabel
 from mixkit.batch import MixedBatch, to_soft_labels
+from mixkit.collate import MixCollate, on_device
 from mixkit.densities import Density, Gaussian, NotFittedError
+from mixkit.genlabel import GenLabel
 from mixkit.hookspecs import hookimpl
 from mixkit.mixers import CutMix, Mixer, Mixup
 from mixkit.registry import (
@@ -22,6 +25,10 @@ __all__ = [
     "Component",
     "CutMix",
     "Density",
+    "ExcludeIntrusion",
+    "GenLabel",
+    "LogisticLabel",
+    "MixCollate",
     "Gaussian",
     "MixedBatch",
     "Mixer",
@@ -35,6 +42,7 @@ __all__ = [
     "create_density",
     "create_mixer",
     "hookimpl",
+    "on_device",
     "plugins",
     "register_plugin",
     "to_soft_labels",
