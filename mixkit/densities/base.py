@@ -66,7 +66,7 @@ class Density(nn.Module):
             x = x.float()
         out = self._log_prob(x)
         # NaN means "cannot say": treat as zero density so GenLabel falls back, never NaN
-        return torch.nan_to_num(out, nan=-torch.inf, posinf=torch.finfo(out.dtype).max)
+        return torch.nan_to_num(out, nan=-torch.inf, posinf=torch.finfo(out.dtype).max, neginf=-torch.inf)
 
     def update(self, x: Tensor, y: Tensor) -> Density:
         """Streaming estimation from a new batch; densities that support it override this."""

@@ -1,0 +1,3 @@
+from mixkit.cli import main
+
+raise SystemExit(main())

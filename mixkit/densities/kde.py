@@ -1,0 +1,375 @@
+"""Class-conditional Gaussian kernel density estimates (the paper's "KDE" generative model)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mixkit.densities.base import Density
+from mixkit.densities.grouping import group_by_class
+
+KERNEL_COVARIANCES = ("isotropic", "class")
+BANDWIDTH_RULES = ("cv", "scott", "silverman")
+#: default cross-validation grid: multiples of the Scott bandwidth, 10^-1.5 .. 10^0.4 (20 values)
+DEFAULT_BANDWIDTH_GRID = tuple(round(10.0 ** (-1.5 + 0.1 * i), 6) for i in range(20))
+# scoring is chunked so that every (K, rows, points) intermediate stays near this many
+# elements, whatever the batch size and the number of stored points
+_CHUNK_ELEMENTS = 1 << 24
+# the same for the leave-one-out scores at fit time (float64; smaller blocks run faster)
+_FIT_CHUNK_ELEMENTS = 1 << 20
+
+
+class KDE(Density):
+    """Class-conditional Gaussian KDE ``p_c(x) = (1/n_c) sum_i N(x; x_i, H_c)``.
+
+    Args:
+        bandwidth: ``"cv"`` (default): chosen from ``bandwidth_grid`` by leave-one-out
+            log-likelihood (see below); ``"scott"`` or ``"silverman"``: the usual rules of
+            thumb, per class; or a positive float used for every class. The bandwidth
+            ``h`` scales the kernel as described under ``kernel_covariance``.
+        kernel_covariance: shape of the kernel ``H_c``.
+
+            * ``"isotropic"`` (default): ``H_c = h_c^2 I``; ``h`` is in the units of the
+              features, so a float bandwidth means the same as sklearn's
+              ``KernelDensity(bandwidth=h)``. The Scott/Silverman rules are scaled by the
+              class's average feature standard deviation ``sqrt(tr(Sigma_c) / d)``
+              (sklearn's ``bandwidth="scott"`` omits it and assumes standardized data).
+            * ``"class"``: ``H_c = h_c^2 Sigma_c`` with ``Sigma_c`` the class sample
+              covariance (unbiased, plus ``reg_covar`` on the diagonal): the paper's
+              definition and scipy's ``gaussian_kde``; ``h`` is then a unitless factor.
+
+        reg_covar: added to the diagonal of ``Sigma_c`` (``"class"`` kernels, and the
+            scale of the isotropic rules), so a degenerate class stays finite.
+        bandwidth_grid: for ``"cv"``, the candidate bandwidths as multiples of the Scott
+            bandwidth (default ``DEFAULT_BANDWIDTH_GRID``, 20 log-spaced values from
+            about 0.03 to 2.5).
+        shared_bandwidth: for ``"cv"``: ``True`` (default) picks one bandwidth for all
+            classes by the leave-one-out likelihood summed over classes, from multiples of
+            the geometric mean of the classes' Scott bandwidths; ``False`` picks ``h_c``
+            per class from multiples of its own Scott bandwidth.
+        max_points_per_class: keep at most this many training points per class (a
+            random subset drawn with ``seed``); scoring costs ``O(B K n_max d)``.
+        seed: seed of the ``torch.Generator`` that draws that subset (reproducible).
+        num_classes: number of classes; inferred from ``y`` when ``None``.
+
+    Why isotropic by default: mixup relabeling is mostly asked about points *between*
+    the training data, where a KDE's ranking of classes is governed by its kernel. With
+    one spherical kernel shape the log-density ratio behaves like a soft
+    nearest-neighbour rule (for small ``h``: the class of the closest training points
+    wins), which is what a mixed point's label should follow; with ``H_c ~ Sigma_c`` a
+    class with a broad or elongated covariance wins far away whatever the distances,
+    and a class that is flat in a feature (a one-hot or constant column, common in
+    tabular data) gets a kernel of width ``h * sqrt(reg_covar)`` there, which sends its
+    log-density to about ``-1e6`` off that value. Isotropic kernels on standardized
+    features avoid both; the cross-validated ``h`` adapts the scale to the data.
+
+    Why ``"cv"`` by default: the rules of thumb are optimal for a single Gaussian and
+    oversmooth any class with structure (rings, clusters, manifolds), which is exactly
+    where relabeling matters (on two interleaved pairs of concentric circles, the argmax
+    class of mixed points matches their nearest training point's class about 72% of the
+    time with Scott's rule and 99% with the CV bandwidth). The leave-one-out score of
+    class ``c`` at bandwidth ``h`` is ``sum_i log((1/(n_c-1)) sum_{j != i} N(x_i; x_j, H_c))``
+    (the sklearn ``KernelDensity`` + ``GridSearchCV`` recipe, with leave-one-out folds);
+    for all classes and all grid values it comes from one batched matrix of pairwise
+    distances (diagonal and padding excluded), in float64, chunked over rows. The best
+    grid value is refined by a parabola through it and its neighbours in ``log h``.
+
+    Why one shared bandwidth by default: with per-class ``h_c`` the class with the wider
+    kernel wins in the gaps between classes whatever the distances, which is where mixed
+    points land; a shared ``h`` keeps the soft nearest-neighbour behaviour (on the circles
+    above 95-98% agreement per class vs 99% shared; on standardized iris, wine, breast
+    cancer and digits the held-out accuracy of the generative classifier is about the
+    same and the mixed-point agreement higher). It fits best when the features are on one
+    scale (standardized), as they should be for isotropic kernels anyway.
+
+    Fitted attributes: ``bandwidth_`` ``(K,)``, the ``h`` of each class; for ``"cv"`` also
+    ``cv_grid_`` ``(K, G)`` and ``cv_scores_`` ``(K, G)``, the leave-one-out
+    log-likelihoods (an optimum at the edge of the grid suggests widening it).
+
+    Scoring whitens with each class's precision Cholesky factor ``P_c`` of ``H_c``, so
+    the squared Mahalanobis distances to all stored points are batched matrix products;
+    the log-sum-exp over stored points runs in chunks (bounded memory for any batch size
+    and any number of points), padded points count as ``-inf``, and coordinates are
+    taken relative to each class's mean to limit cancellation. Scoring runs in the batch
+    dtype (at least float32: on standardized digits, float32 and float64 agree to about
+    1e-5 relative); far from the data the result is very negative but finite.
+    """
+
+    min_samples_per_class = 2
+
+    def __init__(
+        self,
+        bandwidth: str | float = "cv",
+        kernel_covariance: str = "isotropic",
+        reg_covar: float = 1e-6,
+        bandwidth_grid: Sequence[float] | None = None,
+        shared_bandwidth: bool = True,
+        max_points_per_class: int | None = None,
+        seed: int = 0,
+        num_classes: int | None = None,
+    ) -> None:
+        super().__init__(num_classes)
+        if isinstance(bandwidth, str):
+            if bandwidth not in BANDWIDTH_RULES:
+                raise ValueError(
+                    f"bandwidth must be one of {BANDWIDTH_RULES} or a positive float, "
+                    f"got {bandwidth!r}"
+                )
+        else:
+            bandwidth = float(bandwidth)
+            if not (math.isfinite(bandwidth) and bandwidth > 0):
+                raise ValueError(f"bandwidth must be a positive finite float, got {bandwidth}")
+        if kernel_covariance not in KERNEL_COVARIANCES:
+            raise ValueError(
+                f"kernel_covariance must be one of {KERNEL_COVARIANCES}, got {kernel_covariance!r}"
+            )
+        if reg_covar < 0:
+            raise ValueError(f"reg_covar must be >= 0, got {reg_covar}")
+        grid = DEFAULT_BANDWIDTH_GRID
+        if bandwidth_grid is not None:
+            grid = tuple(sorted(set(map(float, bandwidth_grid))))
+        if not grid or not all(math.isfinite(g) and g > 0 for g in grid):
+            raise ValueError(f"bandwidth_grid must hold positive finite multiples, got {grid}")
+        if max_points_per_class is not None and int(max_points_per_class) < 2:
+            raise ValueError(
+                f"max_points_per_class must be >= 2 or None, got {max_points_per_class}"
+            )
+        self.bandwidth = bandwidth
+        self.kernel_covariance = kernel_covariance
+        self.reg_covar = float(reg_covar)
+        self.bandwidth_grid = grid
+        self.shared_bandwidth = bool(shared_bandwidth)
+        self.max_points_per_class = (
+            None if max_points_per_class is None else int(max_points_per_class)
+        )
+        self.seed = int(seed)
+
+    def extra_repr(self) -> str:
+        return (
+            f"bandwidth={self.bandwidth!r}, kernel_covariance={self.kernel_covariance!r}, "
+            f"max_points_per_class={self.max_points_per_class}, " + super().extra_repr()
+        )
+
+    # -- fitting ----------------------------------------------------------------------------
+
+    def _fit(self, x: Tensor, y: Tensor) -> None:
+        x = x.double()
+        k, d = self.num_classes, x.shape[1]
+        # the kernel shape comes from all of a class's samples ...
+        packed, mask = group_by_class(x, y, k)
+        counts = mask.sum(1).double()
+        means = packed.sum(1) / counts[:, None]
+        centered = (packed - means[:, None]) * mask[..., None]
+        cov = centered.transpose(1, 2) @ centered / (counts - 1)[:, None, None]  # (K, d, d)
+        eye = torch.eye(d, dtype=x.dtype, device=x.device)
+        cov = cov + self.reg_covar * eye
+        # ... the kernel centres are the (possibly subsampled) stored points
+        if self.max_points_per_class is not None and int(counts.max()) > self.max_points_per_class:
+            keep = self._subsample(y, k, self.max_points_per_class)
+            packed, mask = group_by_class(x[keep], y[keep], k)
+        n = mask.sum(1).double()
+        # unit kernel S_c (H_c = h_c^2 S_c) and its whitening factor W_c (|u W_c|^2 = u S_c^-1 u)
+        scott = n ** (-1.0 / (d + 4))
+        if self.kernel_covariance == "class":
+            chol, info = torch.linalg.cholesky_ex(cov)
+            if bool(info.any()):
+                bad = info.nonzero().flatten().tolist()
+                raise ValueError(
+                    f"covariance of class(es) {bad} is not positive definite; increase reg_covar "
+                    f"(now {self.reg_covar}) or use kernel_covariance='isotropic'"
+                )
+            whiten = torch.linalg.solve_triangular(chol, eye.expand(k, d, d), upper=False).mT
+            unit = cov
+            scale = torch.ones_like(n)
+        else:
+            whiten = eye.expand(k, d, d).clone()
+            unit = whiten.clone()
+            scale = (torch.diagonal(cov, dim1=1, dim2=2).mean(1)).sqrt()
+        whitened = torch.einsum("knd,kde->kne", packed - means[:, None], whiten) * mask[..., None]
+        if isinstance(self.bandwidth, float):
+            h = torch.full_like(n, self.bandwidth)
+        elif self.bandwidth == "scott":
+            h = scott * scale
+        elif self.bandwidth == "silverman":
+            h = (n * (d + 2) / 4.0) ** (-1.0 / (d + 4)) * scale
+        else:
+            ref = scott * scale
+            mult = torch.tensor(self.bandwidth_grid, dtype=x.dtype, device=x.device)
+            if self.shared_bandwidth:  # one absolute bandwidth, around the classes' mean Scott
+                grid = (mult * ref.log().mean().exp()).expand(k, -1).contiguous()
+            else:
+                grid = ref[:, None] * mult  # (K, G)
+            log_det_whiten = torch.log(torch.diagonal(whiten, dim1=1, dim2=2)).sum(1)
+            scores = _loo_scores(whitened, mask, grid) + (n * log_det_whiten)[:, None]
+            if self.shared_bandwidth:
+                h = _refine(grid[:1], scores.sum(0, keepdim=True)).expand(k).contiguous()
+            else:
+                h = _refine(grid, scores)
+            self.register_buffer("cv_grid_", grid)
+            self.register_buffer("cv_scores_", scores)
+        if not bool((h > 0).all()):
+            bad = (h <= 0).nonzero().flatten().tolist()
+            raise ValueError(
+                f"class(es) {bad} have no spread (all samples equal), so the bandwidth rule "
+                f"gives 0; pass reg_covar > 0 (now {self.reg_covar}) or a float bandwidth"
+            )
+        self._set_kernels(packed, mask, means, unit, whiten, whitened, h)
+
+    def _subsample(self, y: Tensor, k: int, cap: int) -> Tensor:
+        """Indices of at most ``cap`` random samples per class (seeded, no loop over classes)."""
+        gen = torch.Generator().manual_seed(self.seed)
+        keys = torch.rand(y.numel(), generator=gen, dtype=torch.float64).to(y.device)
+        order = torch.argsort(keys)
+        order = order[torch.argsort(y[order], stable=True)]  # by class, random within a class
+        counts = torch.bincount(y, minlength=k)
+        starts = torch.cumsum(counts, 0) - counts
+        rank = torch.arange(y.numel(), device=y.device) - starts[y[order]]
+        return order[rank < cap].sort().values
+
+    def _set_kernels(
+        self,
+        points: Tensor,
+        mask: Tensor,
+        means: Tensor,
+        unit: Tensor,
+        whiten: Tensor,
+        whitened: Tensor,
+        h: Tensor,
+    ) -> None:
+        k, _, d = points.shape
+        n = mask.sum(1).double()
+        shift = means.mean(0)  # scoring relative to the data centre avoids cancellation
+        prec_chol = whiten / h[:, None, None]  # P_c, with H_c^-1 = P_c P_c^T
+        z = whitened / h[:, None, None]  # stored points, centred on their class mean, whitened
+        bias = (-0.5 * z.square().sum(-1)).masked_fill(~mask, -math.inf)
+        log_det_prec = torch.log(torch.diagonal(prec_chol, dim1=1, dim2=2)).sum(1)
+        self.register_buffer("points", points)
+        self.register_buffer("point_mask", mask)
+        self.register_buffer("bandwidth_", h)
+        self.register_buffer("kernel_covariances", unit * h.square()[:, None, None])
+        self.register_buffer("shift", shift)
+        self.register_buffer("prec_chol_flat", prec_chol.permute(1, 0, 2).reshape(d, k * d))
+        self.register_buffer(
+            "mean_proj", torch.einsum("kd,kde->ke", means - shift, prec_chol).reshape(k * d)
+        )
+        self.register_buffer("whitened_points", z)
+        self.register_buffer("point_bias", bias)
+        self.register_buffer("log_const", log_det_prec - 0.5 * d * math.log(2 * math.pi) - n.log())
+
+    # -- scoring ------------------------------------------------------------------------------
+
+    def _log_prob(self, x: Tensor) -> Tensor:
+        out_dtype = x.dtype
+        dtype = torch.promote_types(x.dtype, torch.float32)  # no half-precision distances
+        k, d = self.num_classes, self.dim
+        z = self.whitened_points.to(dtype)  # (K, n, d)
+        bias = self.point_bias.to(dtype)  # (K, n): -|z|^2 / 2, -inf on padding
+        prec = self.prec_chol_flat.to(dtype)
+        mean_proj = self.mean_proj.to(dtype).reshape(k, d)
+        n_max, batch = z.shape[1], x.shape[0]
+        if batch == 0:
+            return x.new_zeros(0, k)
+        b_chunk = max(1, _CHUNK_ELEMENTS // (k * max(n_max, d)))
+        p_chunk = n_max
+        if b_chunk < 64:  # many stored points: chunk them too (running log-sum-exp)
+            b_chunk = min(64, batch)
+            p_chunk = max(1, _CHUNK_ELEMENTS // (k * b_chunk))
+        xs = x.to(dtype) - self.shift.to(dtype)
+        outs = []
+        for start in range(0, xs.shape[0], b_chunk):  # bounded memory, not a loop over samples
+            proj = (xs[start:start + b_chunk] @ prec).reshape(-1, k, d) - mean_proj
+            proj = proj.transpose(0, 1)  # (K, b, d): the batch in each class's whitened frame
+            acc = None
+            for p0 in range(0, n_max, p_chunk):
+                # log N up to constants: x.z - |z|^2/2, for all classes in one batched GEMM
+                logits = torch.baddbmm(
+                    bias[:, None, p0:p0 + p_chunk], proj, z[:, p0:p0 + p_chunk].transpose(1, 2)
+                )
+                lse = torch.logsumexp(logits, -1)
+                acc = lse if acc is None else torch.logaddexp(acc, lse)
+            outs.append((acc - 0.5 * proj.square().sum(-1)).T)
+        out = torch.cat(outs) if len(outs) > 1 else outs[0]
+        return (out + self.log_const.to(dtype)).to(out_dtype)
+
+    def sample(self, n: int, c: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` draws from class ``c``'s KDE: a random stored point plus kernel noise
+        (float64, CPU draws moved to the density's device)."""
+        self._check_fitted()
+        device = self.points.device
+        count = int(self.point_mask[c].sum())  # a class's points fill its first slots
+        idx = torch.randint(count, (n,), generator=generator).to(device)
+        z = torch.randn(n, self.dim, dtype=torch.float64, generator=generator).to(device)
+        return self.points[c, idx] + z @ torch.linalg.cholesky(self.kernel_covariances[c]).T
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            **super()._config(),
+            "kernel_covariance": self.kernel_covariance,
+            "bandwidth": self.bandwidth,
+        }
+
+    def _build(self, config: dict[str, Any]) -> None:
+        for name in ("kernel_covariance", "bandwidth"):
+            if name in config and config[name] != getattr(self, name):
+                raise ValueError(
+                    f"state was saved with {name}={config[name]!r} but this density has "
+                    f"{name}={getattr(self, name)!r}; construct it with the same arguments"
+                )
+
+
+def _loo_scores(whitened: Tensor, mask: Tensor, grid: Tensor) -> Tensor:
+    """Leave-one-out log-likelihood ``(K, G)`` of every class at every bandwidth in ``grid``.
+
+    ``whitened`` ``(K, n, d)`` holds the points in the frame of the unit kernel ``S_c``
+    (``H_c = h^2 S_c``) and ``grid`` ``(K, G)`` the bandwidths ``h``; the term
+    ``-log det S_c / 2`` per point does not depend on ``h`` and is left to the caller.
+    """
+    k, n_max, d = whitened.shape
+    n = mask.sum(1).to(whitened.dtype)
+    sq = whitened.square().sum(-1)  # (K, n)
+    inv2h2 = 0.5 / grid.square()  # (K, G)
+    rows = max(1, _FIT_CHUNK_ELEMENTS // max(1, k * n_max))
+    total = whitened.new_zeros(grid.shape)
+    cols = torch.arange(n_max, device=whitened.device)
+    buf = None
+    for r0 in range(0, n_max, rows):  # chunks of held-out points, all classes at once
+        zi = whitened[:, r0:r0 + rows]
+        d2 = (sq[:, r0:r0 + rows, None] + sq[:, None, :] - 2 * zi @ whitened.mT).clamp_min_(0)
+        drop = (cols[r0:r0 + rows, None] == cols[None, :]) | ~mask[:, None, :]  # self, padding
+        d2.masked_fill_(drop, math.inf)  # (K, r, n)
+        # log-sum-exp shifted by the nearest neighbour, a shift shared by all grid values
+        nearest = d2.amin(-1, keepdim=True)  # (K, r, 1), finite: every class has >= 2 points
+        d2.sub_(nearest)
+        if buf is None or buf.shape != d2.shape:
+            buf = torch.empty_like(d2)
+        valid = mask[:, r0:r0 + rows]
+        for g in range(grid.shape[1]):  # in place into one buffer: no allocation per value
+            a = inv2h2[:, g, None, None]
+            lse = torch.mul(d2, -a, out=buf).exp_().sum(-1).log_() - nearest[..., 0] * a[..., 0]
+            total[:, g] += lse.masked_fill_(~valid, 0).sum(-1)
+    # sum over held-out points of -log(n_c - 1) - d log h - (d/2) log(2 pi)
+    const = -(n - 1).log()[:, None] - d * grid.log() - 0.5 * d * math.log(2 * math.pi)
+    return total + n[:, None] * const
+
+
+def _refine(grid: Tensor, scores: Tensor) -> Tensor:
+    """Best bandwidth per row of ``grid`` ``(K, G)``: the arg-max of ``scores``, moved to the
+    vertex of the parabola (in ``log h``) through it and its two neighbours when it is inside."""
+    g = grid.shape[1]
+    best = scores.argmax(1, keepdim=True)
+    if g < 3:
+        return grid.gather(1, best).squeeze(1)
+    mid = best.clamp(1, g - 2)
+    t = grid.log().gather(1, torch.cat([mid - 1, mid, mid + 1], 1))  # (K, 3)
+    s = scores.gather(1, torch.cat([mid - 1, mid, mid + 1], 1))
+    a, b = (t[:, 1] - t[:, 0]) * (s[:, 1] - s[:, 2]), (t[:, 1] - t[:, 2]) * (s[:, 1] - s[:, 0])
+    den = a - b
+    shift = 0.5 * ((t[:, 1] - t[:, 0]) * a - (t[:, 1] - t[:, 2]) * b) / den
+    vertex = t[:, 1] - torch.where(den.abs() > 0, shift, torch.zeros_like(shift))
+    vertex = torch.minimum(torch.maximum(vertex, t[:, 0]), t[:, 2]).exp()
+    inside = (best.squeeze(1) > 0) & (best.squeeze(1) < g - 1) & torch.isfinite(s).all(1)
+    return torch.where(inside, vertex, grid.gather(1, best).squeeze(1))

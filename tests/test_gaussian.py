@@ -1,0 +1,116 @@
+"""Gaussian density: against scipy for every covariance type, fitting, round trip, errors."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import multivariate_normal
+
+import mixkit
+from mixkit.densities import gaussian as gaussian_module
+
+
+def data(n=300, d=4, k=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % k
+    mix = torch.randn(k, d, d, generator=g) * 0.5 + torch.eye(d)
+    x = torch.einsum("nd,nde->ne", torch.randn(n, d, generator=g), mix[y]) + 3 * torch.randn(k, d, generator=g)[y]
+    return x.double(), y
+
+
+def reference(x, means, covs):
+    return np.stack([multivariate_normal(m, c).logpdf(x) for m, c in zip(means, covs)], 1)
+
+
+@pytest.mark.parametrize("cov", ["full", "diag", "spherical", "tied"])
+def test_fit_and_log_prob_match_scipy(cov):
+    x, y = data()
+    g = mixkit.Gaussian(covariance=cov, reg_covar=1e-6).fit(x, y)
+    k, d = 3, x.shape[1]
+    xn, yn = x.numpy(), y.numpy()
+    means = np.stack([xn[yn == c].mean(0) for c in range(k)])
+    full = np.stack([np.cov(xn[yn == c].T, bias=True) for c in range(k)])
+    if cov == "full":
+        covs = full
+    elif cov == "diag":
+        covs = np.stack([np.diag(np.diag(f)) for f in full])
+    elif cov == "spherical":
+        covs = np.stack([np.eye(d) * np.trace(f) / d for f in full])
+    else:
+        counts = np.bincount(yn)
+        covs = np.repeat((full * counts[:, None, None]).sum(0)[None] / counts.sum(), k, 0)
+    covs = covs + 1e-6 * np.eye(d)
+    probe = torch.randn(50, d, dtype=torch.float64) * 4
+    np.testing.assert_allclose(g.log_prob(probe).numpy(), reference(probe.numpy(), means, covs), rtol=1e-9, atol=1e-8)
+    # float32 scoring stays close (it is what a training batch uses)
+    np.testing.assert_allclose(g.log_prob(probe.float()).numpy(), reference(probe.numpy(), means, covs), rtol=1e-4, atol=1e-3)
+    assert g.log_prob(probe.float()).dtype == torch.float32
+
+
+def test_chunked_scoring_equals_unchunked(monkeypatch):
+    x, y = data()
+    g = mixkit.Gaussian().fit(x, y)
+    probe = torch.randn(37, 4, dtype=torch.float64)
+    whole = g.log_prob(probe)
+    monkeypatch.setattr(gaussian_module, "_CHUNK_ELEMENTS", 24)  # two rows per chunk
+    torch.testing.assert_close(g.log_prob(probe), whole, rtol=1e-13, atol=1e-12)
+
+
+def test_far_points_are_finite_and_constant_feature_is_floored():
+    x, y = data()
+    x[y == 0, 2] = 5.0  # a constant feature in class 0
+    g = mixkit.Gaussian(reg_covar=1e-4).fit(x.float(), y)
+    lp = g.log_prob(torch.tensor([[1e4, -1e4, 1e4, 0.0]]))
+    assert torch.isfinite(lp).all()
+
+
+def test_state_dict_round_trip_through_torch_save():
+    x, y = data()
+    for cov in ("full", "diag"):
+        g = mixkit.Gaussian(covariance=cov).fit(x, y)
+        buf = io.BytesIO()
+        torch.save(g.state_dict(), buf)
+        buf.seek(0)
+        fresh = mixkit.Gaussian(covariance=cov)
+        fresh.load_state_dict(torch.load(buf, weights_only=True))
+        probe = torch.randn(10, 4)
+        assert torch.equal(fresh.log_prob(probe), g.log_prob(probe))
+        assert fresh.num_classes == 3 and fresh.dim == 4
+    with pytest.raises(ValueError, match="covariance='full'"):
+        mixkit.Gaussian(covariance="diag").load_state_dict(mixkit.Gaussian().fit(x, y).state_dict())
+
+
+def test_sample_matches_the_fitted_moments():
+    x, y = data(n=3000)
+    g = mixkit.Gaussian().fit(x, y)
+    s = g.sample(20000, 1, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(s.mean(0), g.means[1], atol=0.1, rtol=0)
+    torch.testing.assert_close(torch.cov(s.T), g.covariances[1], atol=0.15, rtol=0.05)
+
+
+def test_errors():
+    x, y = data()
+    with pytest.raises(mixkit.NotFittedError, match="call .fit"):
+        mixkit.Gaussian().log_prob(x)
+    with pytest.raises(ValueError, match="at least 2 sample"):
+        mixkit.Gaussian().fit(torch.randn(5, 2), torch.tensor([0, 0, 1, 1, 2]))
+    with pytest.raises(ValueError, match="NaN/Inf"):
+        mixkit.Gaussian().fit(torch.tensor([[0.0, float("inf")], [1, 2], [3, 4], [5, 6]]), torch.tensor([0, 0, 1, 1]))
+    with pytest.raises(ValueError, match=r"lie in \[0, 2\)"):
+        mixkit.Gaussian(num_classes=2).fit(x, y)
+    g = mixkit.Gaussian().fit(x, y)
+    with pytest.raises(ValueError, match="fitted on 4-dimensional data"):
+        g.log_prob(torch.randn(3, 5))
+    with pytest.raises(ValueError, match="covariance must be one of"):
+        mixkit.Gaussian(covariance="banana")
+    with pytest.raises(ValueError, match="shape"):
+        mixkit.Gaussian().fit(x[:, None], y)
+
+
+def test_fit_does_not_mutate_inputs_and_returns_self():
+    x, y = data()
+    x0, y0 = x.clone(), y.clone()
+    g = mixkit.Gaussian()
+    assert g.fit(x, y) is g
+    assert torch.equal(x, x0) and torch.equal(y, y0)

@@ -1,0 +1,129 @@
+"""Mixup and CutMix: invariants, shapes, dtypes, seeding, bad input."""
+
+import pytest
+import torch
+
+import mixkit
+from mixkit.random import sample_beta
+
+
+def batch(n=7, d=5, k=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g), torch.randint(0, k, (n,), generator=g)
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+@pytest.mark.parametrize("n", [1, 2, 7, 64])
+def test_mixup_is_the_convex_combination(per_sample, n):
+    x, y = batch(n)
+    out = mixkit.Mixup(alpha=0.4, num_classes=3, per_sample=per_sample, seed=1)(x, y)
+    lam = out.lam[:, None].to(x.dtype)
+    expected = lam * x + (1 - lam) * x[out.index]
+    torch.testing.assert_close(out.x, expected, rtol=0, atol=1e-6)
+    y1 = torch.nn.functional.one_hot(y, 3).float()
+    torch.testing.assert_close(out.y, lam * y1 + (1 - lam) * y1[out.index], rtol=0, atol=1e-6)
+    assert out.y.dtype == torch.float32
+    torch.testing.assert_close(out.y.sum(1), torch.ones(n))
+    assert sorted(out.index.tolist()) == list(range(n))  # a permutation
+    assert torch.equal(out.labels, y)
+    if not per_sample:
+        assert torch.all(out.lam == out.lam[0])
+
+
+def test_mixup_size_one_batch_is_unchanged():
+    x, y = batch(1)
+    out = mixkit.Mixup(num_classes=3, seed=0)(x, y)
+    torch.testing.assert_close(out.x, x)
+    assert out.index.tolist() == [0]
+
+
+def test_mixup_images_integer_input_and_no_mutation():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8, generator=g)
+    x_before = x.clone()
+    y = torch.tensor([0, 1, 2, 3, 4, 5])
+    out = mixkit.Mixup(num_classes=10, seed=3)(x, y)
+    assert torch.equal(x, x_before)
+    assert out.x.dtype == torch.float32 and out.x.shape == x.shape
+    lam = float(out.lam[0])
+    torch.testing.assert_close(out.x, lam * x.float() + (1 - lam) * x.float()[out.index], rtol=0, atol=1e-4)
+
+
+def test_mixup_accepts_soft_labels_and_keeps_float64_if_asked():
+    x, y = batch(5)
+    soft = torch.softmax(torch.randn(5, 3, dtype=torch.float64), 1)
+    out = mixkit.Mixup(seed=0, label_dtype=torch.float64)(x, soft)
+    assert out.y.dtype == torch.float64
+    lam = out.lam[:, None].double()
+    torch.testing.assert_close(out.y, lam * soft + (1 - lam) * soft[out.index])
+    assert torch.equal(out.labels, soft.argmax(1))
+
+
+def test_seeded_mixers_repeat_and_generators_differ():
+    x, y = batch(16)
+    a = mixkit.Mixup(num_classes=3, seed=5)(x, y)
+    b = mixkit.Mixup(num_classes=3, seed=5)(x, y)
+    c = mixkit.Mixup(num_classes=3, seed=6)(x, y)
+    assert torch.equal(a.x, b.x) and torch.equal(a.index, b.index)
+    assert not torch.equal(a.index, c.index)
+    g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    m = mixkit.Mixup(num_classes=3)
+    assert torch.equal(m(x, y, generator=g1).x, m(x, y, generator=g2).x)
+
+
+def test_beta_sampler_matches_moments():
+    g = torch.Generator().manual_seed(0)
+    for a in (0.2, 1.0, 2.0):
+        s = sample_beta(a, a, 200_000, g)
+        assert 0 <= float(s.min()) and float(s.max()) <= 1
+        assert abs(float(s.mean()) - 0.5) < 0.01
+        var = 1 / (4 * (2 * a + 1))
+        assert abs(float(s.var()) - var) < 0.01 * var / 0.05 + 2e-3
+
+
+def test_cutmix_pastes_a_box_and_corrects_lam():
+    x = torch.arange(4, dtype=torch.float32)[:, None, None, None].expand(4, 2, 10, 12).clone()
+    y = torch.arange(4)
+    for per_sample in (False, True):
+        out = mixkit.CutMix(alpha=1.0, num_classes=4, per_sample=per_sample, seed=2)(x, y)
+        own = (out.x == x).all(1).float().mean((1, 2))  # share of pixels still the sample's own
+        partner_is_self = out.index == torch.arange(4)
+        torch.testing.assert_close(
+            torch.where(partner_is_self, torch.ones(4), own), torch.where(partner_is_self, torch.ones(4), out.lam)
+        )
+        torch.testing.assert_close(out.y.sum(1), torch.ones(4))
+        torch.testing.assert_close(out.y[torch.arange(4), y], torch.where(partner_is_self, torch.ones(4), out.lam))
+
+
+def test_cutmix_rejects_tabular_input():
+    x, y = batch(4)
+    with pytest.raises(ValueError, match="spatial inputs"):
+        mixkit.CutMix(num_classes=3)(x, y)
+
+
+@pytest.mark.parametrize(
+    "x,y,kw,match",
+    [
+        (torch.randn(4, 2), torch.tensor([0, 1, 2]), {"num_classes": 3}, "4 samples but y has 3"),
+        (torch.randn(3, 2), torch.tensor([0, 1, 3]), {"num_classes": 3}, r"lie in \[0, 3\)"),
+        (torch.randn(3, 2), torch.tensor([0, -1, 2]), {"num_classes": 3}, r"lie in \[0, 3\)"),
+        (torch.tensor([[0.0, float("nan")], [1, 1]]), torch.tensor([0, 1]), {"num_classes": 2}, "NaN/Inf"),
+        (torch.randn(3, 2), torch.tensor([0, 1, 2]), {}, "num_classes is needed"),
+        (torch.randn(3, 2), torch.full((3, 2), 0.7), {}, "rows summing to 1"),
+        (torch.randn(3, 2), torch.rand(3, 2, 2), {}, "class ids"),
+        (torch.randn(0, 2), torch.zeros(0, dtype=torch.long), {"num_classes": 2}, "non-empty"),
+    ],
+)
+def test_bad_input_raises_clear_errors(x, y, kw, match):
+    with pytest.raises(ValueError, match=match):
+        mixkit.Mixup(**kw)(x, y)
+
+
+def test_mixers_pickle_with_generator_state():
+    import pickle
+
+    m = mixkit.Mixup(num_classes=3, seed=0)
+    x, y = batch(8)
+    m(x, y)
+    clone = pickle.loads(pickle.dumps(m))
+    assert torch.equal(clone(x, y).x, m(x, y).x)  # the stream continues identically
