@@ -4,10 +4,11 @@ from mixkit._version import __version__
 from mixkit.baselines import ExcludeIntrusion, LogisticLabel
 from mixkit.batch import MixedBatch, to_soft_labels
 from mixkit.collate import MixCollate, on_device
-from mixkit.densities import Density, Gaussian, NotFittedError
+from mixkit.densities import KDE, Density, Gaussian, NotFittedError
 from mixkit.genlabel import GenLabel
+from mixkit.genmix_dataset import genmix_dataset
 from mixkit.hookspecs import hookimpl
-from mixkit.mixers import CutMix, Mixer, Mixup
+from mixkit.mixers import CutMix, GenMix, Mixer, Mixup
 from mixkit.registry import (
     Component,
     PluginCollisionError,
@@ -27,6 +28,8 @@ __all__ = [
     "Density",
     "ExcludeIntrusion",
     "GenLabel",
+    "GenMix",
+    "KDE",
     "LogisticLabel",
     "MixCollate",
     "Gaussian",
@@ -41,6 +44,7 @@ __all__ = [
     "available",
     "create_density",
     "create_mixer",
+    "genmix_dataset",
     "hookimpl",
     "on_device",
     "plugins",

@@ -23,6 +23,8 @@ class MixedBatch:
             the input label when soft labels were given).
         y_mix: ``(B, K)`` the mixing label, kept when a relabeler replaces ``y``.
         info: diagnostics added by relabelers (counts, not tensors on the hot path).
+        partner_labels: ``(B,)`` class id of each sample's partner; derived from
+            ``labels[index]`` when not given, and kept when rows are selected.
     """
 
     x: Tensor
@@ -32,15 +34,15 @@ class MixedBatch:
     labels: Tensor
     y_mix: Tensor
     info: dict[str, Any] = field(default_factory=dict)
+    partner_labels: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.partner_labels is None:
+            self.partner_labels = self.labels[self.index]
 
     @property
     def num_classes(self) -> int:
         return self.y.shape[1]
-
-    @property
-    def partner_labels(self) -> Tensor:
-        """Class id of each sample's partner."""
-        return self.labels[self.index]
 
     def replace(self, **changes: Any) -> MixedBatch:
         """A copy with some fields changed (tensors are shared, not copied)."""
@@ -49,7 +51,8 @@ class MixedBatch:
     def select(self, keep: Tensor) -> MixedBatch:
         """The rows where the boolean mask ``keep`` is true.
 
-        ``index`` still refers to rows of the *input* batch, so it is kept as is.
+        ``index`` still refers to rows of the *input* batch, so it is kept as is;
+        ``partner_labels`` carries the partners' classes.
         """
         return replace(
             self,
@@ -59,6 +62,7 @@ class MixedBatch:
             index=self.index[keep],
             labels=self.labels[keep],
             y_mix=self.y_mix[keep],
+            partner_labels=self.partner_labels[keep],
         )
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> MixedBatch:
@@ -66,7 +70,8 @@ class MixedBatch:
             return t.to(device, non_blocking=non_blocking)
 
         return replace(self, x=mv(self.x), y=mv(self.y), lam=mv(self.lam), index=mv(self.index),
-                       labels=mv(self.labels), y_mix=mv(self.y_mix))
+                       labels=mv(self.labels), y_mix=mv(self.y_mix),
+                       partner_labels=mv(self.partner_labels))
 
     def __iter__(self):
         # `x, y = batch` unpacks like the (x, y_soft) pair a training loop expects

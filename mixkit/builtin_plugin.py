@@ -7,13 +7,13 @@ from mixkit.hookspecs import hookimpl
 
 @hookimpl
 def mixkit_mixers() -> dict[str, type]:
-    from mixkit.mixers import CutMix, Mixup
+    from mixkit.mixers import CutMix, GenMix, Mixup
 
-    return {"mixup": Mixup, "cutmix": CutMix}
+    return {"mixup": Mixup, "cutmix": CutMix, "genmix": GenMix}
 
 
 @hookimpl
 def mixkit_densities() -> dict[str, type]:
-    from mixkit.densities import Gaussian
+    from mixkit.densities import KDE, Gaussian
 
-    return {"gaussian": Gaussian}
+    return {"gaussian": Gaussian, "kde": KDE}

@@ -2,5 +2,6 @@
 
 from mixkit.densities.base import Density, NotFittedError
 from mixkit.densities.gaussian import Gaussian
+from mixkit.densities.kde import KDE
 
-__all__ = ["Density", "Gaussian", "NotFittedError"]
+__all__ = ["Density", "Gaussian", "KDE", "NotFittedError"]

@@ -63,32 +63,37 @@ class KDE(Density):
     wins), which is what a mixed point's label should follow; with ``H_c ~ Sigma_c`` a
     class with a broad or elongated covariance wins far away whatever the distances,
     and a class that is flat in a feature (a one-hot or constant column, common in
-    tabular data) gets a kernel of width ``h * sqrt(reg_covar)`` there, which sends its
-    log-density to about ``-1e6`` off that value. Isotropic kernels on standardized
-    features avoid both; the cross-validated ``h`` adapts the scale to the data.
+    tabular data, or a blank pixel) gets a kernel of width ``h * sqrt(reg_covar)``
+    there, which sends its log-density to about ``-1e6`` off that value. Isotropic
+    kernels on standardized features avoid both; the cross-validated ``h`` adapts the
+    scale to the data. (On standardized sklearn digits, the argmax class of mixed points
+    matches the class of their nearest training point 99.7% of the time with the
+    default, 68% with ``"class"`` kernels.)
 
     Why ``"cv"`` by default: the rules of thumb are optimal for a single Gaussian and
     oversmooth any class with structure (rings, clusters, manifolds), which is exactly
-    where relabeling matters (on two interleaved pairs of concentric circles, the argmax
-    class of mixed points matches their nearest training point's class about 72% of the
-    time with Scott's rule and 99% with the CV bandwidth). The leave-one-out score of
-    class ``c`` at bandwidth ``h`` is ``sum_i log((1/(n_c-1)) sum_{j != i} N(x_i; x_j, H_c))``
-    (the sklearn ``KernelDensity`` + ``GridSearchCV`` recipe, with leave-one-out folds);
-    for all classes and all grid values it comes from one batched matrix of pairwise
-    distances (diagonal and padding excluded), in float64, chunked over rows. The best
-    grid value is refined by a parabola through it and its neighbours in ``log h``.
+    where relabeling matters (on two interleaved pairs of concentric circles that
+    nearest-class agreement is about 72% with Scott's rule and 99% with the CV
+    bandwidth). The leave-one-out score of class ``c`` at bandwidth ``h`` is
+    ``sum_i log((1/(n_c-1)) sum_{j != i} N(x_i; x_j, H_c))`` (the sklearn
+    ``KernelDensity`` + ``GridSearchCV`` recipe, with leave-one-out folds); for all
+    classes and all grid values it comes from one batched matrix of pairwise distances
+    (diagonal and padding excluded), in float64, chunked over rows. The best grid value
+    is refined by a parabola through it and its neighbours in ``log h``.
 
     Why one shared bandwidth by default: with per-class ``h_c`` the class with the wider
-    kernel wins in the gaps between classes whatever the distances, which is where mixed
-    points land; a shared ``h`` keeps the soft nearest-neighbour behaviour (on the circles
-    above 95-98% agreement per class vs 99% shared; on standardized iris, wine, breast
-    cancer and digits the held-out accuracy of the generative classifier is about the
-    same and the mixed-point agreement higher). It fits best when the features are on one
-    scale (standardized), as they should be for isotropic kernels anyway.
+    kernel wins in the gaps between classes whatever the distances, and the gaps are
+    where mixed points land. A shared ``h`` keeps the soft nearest-neighbour behaviour:
+    nearest-class agreement of mixed points 95-98% per class vs 99% shared on the
+    circles, and higher on standardized iris, wine, breast cancer and digits, where the
+    held-out accuracy of the KDE classifier stays within 3 points either way. It suits
+    features on one scale (standardized), as isotropic kernels want anyway.
 
     Fitted attributes: ``bandwidth_`` ``(K,)``, the ``h`` of each class; for ``"cv"`` also
     ``cv_grid_`` ``(K, G)`` and ``cv_scores_`` ``(K, G)``, the leave-one-out
-    log-likelihoods (an optimum at the edge of the grid suggests widening it).
+    log-likelihoods (an optimum at the edge of the grid suggests widening it). The
+    state dict is self-contained: loading it restores ``bandwidth`` and
+    ``kernel_covariance`` as they were at fit time.
 
     Scoring whitens with each class's precision Cholesky factor ``P_c`` of ``H_c``, so
     the squared Mahalanobis distances to all stored points are batched matrix products;
@@ -313,12 +318,12 @@ class KDE(Density):
         }
 
     def _build(self, config: dict[str, Any]) -> None:
-        for name in ("kernel_covariance", "bandwidth"):
-            if name in config and config[name] != getattr(self, name):
-                raise ValueError(
-                    f"state was saved with {name}={config[name]!r} but this density has "
-                    f"{name}={getattr(self, name)!r}; construct it with the same arguments"
-                )
+        # the fitted buffers say everything scoring and sampling need; adopt the settings
+        # they were fitted with, so that repr and a later refit match the loaded state
+        if "kernel_covariance" in config:
+            self.kernel_covariance = config["kernel_covariance"]
+        if "bandwidth" in config:
+            self.bandwidth = config["bandwidth"]
 
 
 def _loo_scores(whitened: Tensor, mask: Tensor, grid: Tensor) -> Tensor:
@@ -349,7 +354,10 @@ def _loo_scores(whitened: Tensor, mask: Tensor, grid: Tensor) -> Tensor:
         valid = mask[:, r0:r0 + rows]
         for g in range(grid.shape[1]):  # in place into one buffer: no allocation per value
             a = inv2h2[:, g, None, None]
-            lse = torch.mul(d2, -a, out=buf).exp_().sum(-1).log_() - nearest[..., 0] * a[..., 0]
+            # each row's largest term is exp(0) = 1, so terms below exp(-700) are noise; the
+            # clamp keeps exp off its slow path for huge negative and subnormal results
+            buf = torch.mul(d2, -a, out=buf).clamp_min_(-700.0).exp_()
+            lse = buf.sum(-1).log_() - nearest[..., 0] * a[..., 0]
             total[:, g] += lse.masked_fill_(~valid, 0).sum(-1)
     # sum over held-out points of -log(n_c - 1) - d log h - (d/2) log(2 pi)
     const = -(n - 1).log()[:, None] - d * grid.log() - 0.5 * d * math.log(2 * math.pi)
