@@ -81,8 +81,12 @@ class MixedBatch:
 
 def check_finite(x: Tensor, what: str = "x") -> None:
     """Raise a ValueError naming ``what`` if ``x`` holds NaN or Inf."""
-    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+    # NaN and Inf propagate into the sum, so one reduction (no bool tensor) checks the batch;
+    # float32 accumulation keeps a half-precision batch from overflowing into a false alarm
+    if x.is_floating_point() and not bool(torch.isfinite(x.sum(dtype=torch.float32 if x.itemsize < 4 else None))):
         n_bad = int((~torch.isfinite(x)).sum())
+        if n_bad == 0:
+            return  # the values are finite; only their sum overflowed
         raise ValueError(
             f"{what} contains {n_bad} NaN/Inf value(s); clean or impute them before mixing "
             "(e.g. torch.nan_to_num, or drop those rows)"

@@ -139,14 +139,16 @@ def broadcast_density(density: nn.Module, src: int = 0) -> nn.Module:
     return density
 
 
-def density_checksum(density: nn.Module) -> float:
+def density_checksum(density: nn.Module | Tensor) -> float:
     """A float summarising every tensor of ``density.state_dict()`` (for logs and checks).
 
     Equal densities give equal checksums; it is a sum of position-weighted values in
-    float64, not a cryptographic hash.
+    float64, not a cryptographic hash. A tensor (e.g. a batch of relabels) is summarised
+    the same way.
     """
+    state = {"tensor": density} if torch.is_tensor(density) else density.state_dict()
     total = 0.0
-    for i, (_key, value) in enumerate(sorted(density.state_dict().items())):
+    for i, (_key, value) in enumerate(sorted(state.items())):
         if torch.is_tensor(value) and value.numel():
             v = value.detach().double().reshape(-1).cpu()
             weights = torch.arange(1, v.numel() + 1, dtype=torch.float64).remainder_(97).add_(1)

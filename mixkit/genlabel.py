@@ -95,8 +95,7 @@ class GenLabel:
     def log_posterior(self, x: Tensor) -> Tensor:
         """``(log p_c(z) + log prior_c) / temperature`` for every class, ``(B, K)``."""
         self._follow_device(x.device)
-        z = self.features(x)
-        logits = self.density.log_prob(z)
+        logits = self.density.log_prob(self.features(x))
         log_prior = self._log_prior(logits)
         if log_prior is not None:
             logits = logits + log_prior
@@ -109,12 +108,11 @@ class GenLabel:
 
     def posterior(self, x: Tensor, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
         """The generative label ``y_gen`` ``(B, K)`` and a ``(B,)`` mask of rows with no finite
-        log-density (their ``y_gen`` row is zero: use a fallback label there)."""
-        logits = self.log_posterior(x).to(torch.promote_types(dtype, torch.float32))
-        dead = ~torch.isfinite(logits.amax(1))
-        safe = logits.masked_fill(dead[:, None], 0.0)
-        y_gen = torch.softmax(safe, dim=1).masked_fill(dead[:, None], 0.0)
-        return y_gen.to(dtype), dead
+        log-density (their ``y_gen`` row is NaN: use a fallback label there)."""
+        logits = self.log_posterior(x)
+        # a row of -inf (or one poisoned by NaN) softmaxes to all-NaN: that marks the fallbacks
+        y_gen = torch.softmax(logits, dim=1, dtype=torch.promote_types(dtype, logits.dtype)).to(dtype)
+        return y_gen, y_gen[:, 0].isnan()
 
     def __call__(self, batch: MixedBatch) -> MixedBatch:
         y_mix = batch.y_mix
@@ -126,11 +124,13 @@ class GenLabel:
                 f"the density knows {y_gen.shape[1]} classes but the batch has {y_mix.shape[1]}; "
                 "fit it on data with all classes or set num_classes"
             )
-        y_gen = torch.where(dead[:, None], y_mix, y_gen)
-        y = y_gen if self.gamma == 1.0 else self.gamma * y_gen + (1.0 - self.gamma) * y_mix
+        y = torch.where(dead[:, None], y_mix, y_gen)
+        if self.gamma != 1.0:
+            y = torch.lerp(y_mix, y, self.gamma)
+        # counted on the device: reading them would force a sync on every batch
         changed = (y.argmax(1) != y_mix.argmax(1)).sum()
         fallback = dead.sum()
-        self._changed = self._changed + changed  # stays on the device: no sync per batch
+        self._changed = self._changed + changed
         self._fallback = self._fallback + fallback
         self._seen += y.shape[0]
         self._calls += 1

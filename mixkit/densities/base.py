@@ -40,6 +40,7 @@ class Density(nn.Module):
         self.num_classes = None if num_classes is None else int(num_classes)
         self.dim: int | None = None
         self.fitted = False
+        self._cast_cache: dict[tuple, tuple[int, int, Tensor]] = {}
 
     # -- the public contract -------------------------------------------------------------
 
@@ -86,6 +87,26 @@ class Density(nn.Module):
 
     def _build(self, config: dict[str, Any]) -> None:
         """Rebuild data-dependent submodules from :meth:`_config` before their weights load."""
+
+    def cast(self, name: str, like: Tensor | torch.dtype) -> Tensor:
+        """Buffer ``name`` in ``like``'s dtype (and device), converted once and cached.
+
+        Scoring runs in the batch dtype while fitted buffers are float64; converting them on
+        every call would cost more than the scoring itself for small batches. The cache is
+        keyed on the buffer's storage and version, so a refit or load is never served stale.
+        """
+        buf = self._buffers[name]
+        dtype = like if isinstance(like, torch.dtype) else like.dtype
+        device = buf.device if isinstance(like, torch.dtype) else like.device
+        if buf.dtype == dtype and buf.device == device:
+            return buf
+        key = (name, dtype, device)
+        stamp = (buf.data_ptr(), buf._version)
+        hit = self._cast_cache.get(key)
+        if hit is None or hit[:2] != stamp:
+            hit = (*stamp, buf.to(device=device, dtype=dtype))
+            self._cast_cache[key] = hit
+        return hit[2]
 
     # -- plumbing ------------------------------------------------------------------------
 

@@ -114,35 +114,37 @@ class Gaussian(Density):
             prec = 1.0 / covariances
             log_det_prec = 0.5 * torch.log(prec).sum(1)
             self.register_buffer("covariances", covariances)
-            self.register_buffer("prec", prec)
-            self.register_buffer("prec_mean", prec * (means - shift))
+            self.register_buffer("prec_t", prec.T.contiguous())
+            self.register_buffer("prec_mean_t", (prec * (means - shift)).T.contiguous())
             self.register_buffer("mean_term", (prec * (means - shift) ** 2).sum(1))
         self.register_buffer("log_const", log_det_prec - 0.5 * d * math.log(2 * math.pi))
+        self.register_buffer("ones", torch.ones(d, dtype=torch.float64, device=means.device), persistent=False)
         self.fitted = True
         return self
 
     # -- scoring ------------------------------------------------------------------------------
 
     def _log_prob(self, x: Tensor) -> Tensor:
-        dtype = x.dtype
         k, d = self.num_classes, self.dim
-        xs = x - self.shift.to(dtype)
+        xs = x - self.cast("shift", x)
         chunk = max(1, _CHUNK_ELEMENTS // max(1, k * d))
-        outs = []
-        for start in range(0, xs.shape[0], chunk):  # bounded memory, not a loop over samples
-            outs.append(self._mahalanobis(xs[start:start + chunk], dtype))
-        maha = torch.cat(outs) if len(outs) > 1 else outs[0]
-        return self.log_const.to(dtype) - 0.5 * maha
+        if xs.shape[0] <= chunk:
+            return self._score(xs)
+        # bounded memory for huge batches: chunks of rows, not a loop over samples
+        return torch.cat([self._score(xs[i:i + chunk]) for i in range(0, xs.shape[0], chunk)])
 
-    def _mahalanobis(self, xs: Tensor, dtype: torch.dtype) -> Tensor:
+    def _score(self, xs: Tensor) -> Tensor:
         k, d = self.num_classes, self.dim
         if self.covariance in ("full", "tied"):
-            proj = xs @ self.prec_chol_flat.to(dtype)  # (b, K*d): one GEMM for all classes
-            proj = proj.sub_(self.mean_proj.to(dtype))
-            return proj.square_().reshape(-1, k, d).sum(-1)
-        # diag / spherical: expand |x - mu|^2_prec, clamped against rounding below zero
-        quad = (xs * xs) @ self.prec.to(dtype).T - 2.0 * xs @ self.prec_mean.to(dtype).T
-        return (quad + self.mean_term.to(dtype)).clamp_min_(0)
+            # (x - mu_c) P_c for every class in one GEMM: (b, d) @ (d, K*d), minus mu_c P_c
+            proj = torch.addmm(self.cast("mean_proj", xs), xs, self.cast("prec_chol_flat", xs), beta=-1)
+            # the row sums of squares as a matrix-vector product: twice as fast as .sum(-1) here
+            maha = (proj.square_().view(-1, d) @ self.cast("ones", xs)).view(-1, k)
+        else:
+            # |x - mu|^2_prec expanded, clamped against rounding below zero
+            quad = torch.addmm(self.cast("mean_term", xs), xs * xs, self.cast("prec_t", xs))
+            maha = quad.addmm_(xs, self.cast("prec_mean_t", xs), alpha=-2.0).clamp_min_(0)
+        return torch.add(self.cast("log_const", xs), maha, alpha=-0.5)
 
     def sample(self, n: int, c: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` draws from class ``c``'s Gaussian (float64, CPU draws moved to the density's device)."""

@@ -78,5 +78,5 @@ class CutMix(Mixer):
             t, b, l, r = int(top[0]), int(bottom[0]), int(left[0]), int(right[0])
             x_mix[..., t:b, l:r] = x[..., t:b, l:r][index]
         lam_y = lam64.to(x.device, y_soft.dtype)[:, None]
-        y_mix = y_soft[index].mul_(1 - lam_y).add_(lam_y * y_soft)
+        y_mix = y_soft.index_select(0, index).lerp_(y_soft, lam_y)
         return MixedBatch(x_mix, y_mix, lam64.to(x.device, torch.float32), index, labels, y_mix)

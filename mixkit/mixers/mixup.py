@@ -51,16 +51,15 @@ class Mixup(Mixer):
         n = x.shape[0]
         lam64, perm = self.draw(n, generator)
         index = perm.to(x.device, non_blocking=True)
-        partner = x[index]  # a fresh tensor: the in-place ops below never touch the input
+        partner = x.index_select(0, index)  # a fresh tensor: the in-place lerp never touches x
         if self.per_sample:
-            lam = lam64.to(x.device, x.dtype, non_blocking=True)
-            lx = lam_view(lam, x)
-            x_mix = partner.mul_(1 - lx).add_(lx * x)
+            weight = lam_view(lam64.to(x.device, x.dtype, non_blocking=True), x)
         else:
-            lam_s = float(lam64[0])
-            x_mix = partner.mul_(1 - lam_s).add_(x, alpha=lam_s)
+            weight = float(lam64[0])
+        # x_j + lam * (x_i - x_j) = lam * x_i + (1 - lam) * x_j in one pass over the batch
+        x_mix = partner.lerp_(x, weight)
         lam_y = lam64.to(x.device, y_soft.dtype, non_blocking=True)[:, None]
-        y_mix = y_soft[index].mul_(1 - lam_y).add_(lam_y * y_soft)
+        y_mix = y_soft.index_select(0, index).lerp_(y_soft, lam_y)
         return MixedBatch(x_mix, y_mix, lam64.to(x.device, torch.float32), index, labels, y_mix)
 
 
