@@ -118,7 +118,7 @@ class Gaussian(Density):
             self.register_buffer("prec_mean_t", (prec * (means - shift)).T.contiguous())
             self.register_buffer("mean_term", (prec * (means - shift) ** 2).sum(1))
         self.register_buffer("log_const", log_det_prec - 0.5 * d * math.log(2 * math.pi))
-        self.register_buffer("ones", torch.ones(d, dtype=torch.float64, device=means.device), persistent=False)
+        self.register_buffer("ones", torch.ones(d, dtype=torch.float64, device=means.device))
         self.fitted = True
         return self
 
