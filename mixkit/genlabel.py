@@ -163,7 +163,10 @@ class GenLabel:
         return torch.log(prior / prior.sum()).to(like)
 
     def _follow_device(self, device: torch.device) -> None:
-        current = next(iter(self.density.buffers()), None)
+        # every fitted density has class_counts; walking all buffers each batch costs more
+        current = self.density._buffers.get("class_counts")
+        if current is None:
+            current = next(iter(self.density.buffers()), None)
         if current is None or current.device == device:
             return
         if current.device.type == "cuda" and get_worker_info() is not None:

@@ -97,7 +97,9 @@ class FeatureTap:
     flattened ``avgpool`` output); a module name (``"global_pool"``, ``"layer4"``,
     ``"blocks.11"``) records that module's *output*. Features are flattened to
     ``(B, d)``. The first call of the module inside the ``with`` block is recorded;
-    the hook is removed on exit, so the model is untouched outside it::
+    the hook is removed on exit, so the model is untouched outside it. (A timm model
+    built with ``drop_rate > 0`` applies dropout before its classifier in train mode;
+    pass ``layer="global_pool"`` to read the features before it.)::
 
         with FeatureTap(model) as tap:
             logits = model(x)
