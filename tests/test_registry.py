@@ -157,3 +157,27 @@ def test_import_does_not_pull_optional_dependencies():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"
+
+
+def test_the_readme_plugin_example_works():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "plugin_nearest_mean.py"
+    spec = importlib.util.spec_from_file_location("plugin_nearest_mean", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    mixkit.register_plugin(module, name="nearest-mean-plugin")
+    try:
+        x = torch.tensor([[0.0, 0.0], [0.2, 0.0], [4.0, 0.0], [4.2, 0.0]])
+        y = torch.tensor([0, 0, 1, 1])
+        relabel = mixkit.GenLabel("nearest-mean").fit(x, y)
+        assert mixkit.available("density")["nearest-mean"].description == "Unit-variance Gaussian around each class mean."
+        batch = mixkit.Mixup(num_classes=2, seed=0)(x, y)
+        out = relabel(batch)
+        torch.testing.assert_close(out.y.sum(1), torch.ones(4))
+        fresh = mixkit.create_density("nearest-mean")
+        fresh.load_state_dict(relabel.density.state_dict())
+        assert torch.equal(fresh.log_prob(x), relabel.density.log_prob(x))
+    finally:
+        mixkit.unregister_plugin("nearest-mean-plugin")
