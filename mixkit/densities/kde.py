@@ -271,10 +271,10 @@ class KDE(Density):
         out_dtype = x.dtype
         dtype = torch.promote_types(x.dtype, torch.float32)  # no half-precision distances
         k, d = self.num_classes, self.dim
-        z = self.whitened_points.to(dtype)  # (K, n, d)
-        bias = self.point_bias.to(dtype)  # (K, n): -|z|^2 / 2, -inf on padding
-        prec = self.prec_chol_flat.to(dtype)
-        mean_proj = self.mean_proj.to(dtype).reshape(k, d)
+        z = self.cast("whitened_points", dtype)  # (K, n, d)
+        bias = self.cast("point_bias", dtype)  # (K, n): -|z|^2 / 2, -inf on padding
+        prec = self.cast("prec_chol_flat", dtype)
+        mean_proj = self.cast("mean_proj", dtype).reshape(k, d)
         n_max, batch = z.shape[1], x.shape[0]
         if batch == 0:
             return x.new_zeros(0, k)
@@ -283,7 +283,7 @@ class KDE(Density):
         if b_chunk < 64:  # many stored points: chunk them too (running log-sum-exp)
             b_chunk = min(64, batch)
             p_chunk = max(1, _CHUNK_ELEMENTS // (k * b_chunk))
-        xs = x.to(dtype) - self.shift.to(dtype)
+        xs = x.to(dtype) - self.cast("shift", dtype)
         outs = []
         for start in range(0, xs.shape[0], b_chunk):  # bounded memory, not a loop over samples
             proj = (xs[start:start + b_chunk] @ prec).reshape(-1, k, d) - mean_proj
@@ -298,7 +298,7 @@ class KDE(Density):
                 acc = lse if acc is None else torch.logaddexp(acc, lse)
             outs.append((acc - 0.5 * proj.square().sum(-1)).T)
         out = torch.cat(outs) if len(outs) > 1 else outs[0]
-        return (out + self.log_const.to(dtype)).to(out_dtype)
+        return (out + self.cast("log_const", dtype)).to(out_dtype)
 
     def sample(self, n: int, c: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` draws from class ``c``'s KDE: a random stored point plus kernel noise
