@@ -130,8 +130,8 @@ def run_demo(out_dir: str | Path = "demo_out", epochs: int | None = None, seed: 
         print(f"| {name} | {mix:.1f} | {gen:.1f} |")
     figure = out / "decision_boundaries.png"
     plot_figure(tasks[:2], boundary_models, figure, seed)
-    (out / "results.json").write_text(json.dumps({"accuracy": results, "label_conflicts": conflicts, "seconds": round(elapsed, 1),
-                                                  "seed": seed}, indent=2))
+    summary = {"accuracy": results, "label_conflicts": conflicts, "seconds": round(elapsed, 1), "seed": seed}
+    (out / "results.json").write_text(json.dumps(summary, indent=2))
     print(f"\nwrote {figure} and {out / 'results.json'} ({elapsed:.0f} s)")
     return results
 

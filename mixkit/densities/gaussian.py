@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from mixkit.densities.base import Density
-from mixkit.densities.grouping import group_by_class
+from mixkit.densities.grouping import class_moments
 
 COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
 # scoring is chunked so the (chunk, K*d) intermediate stays near this many elements
@@ -56,10 +56,7 @@ class Gaussian(Density):
     def _fit(self, x: Tensor, y: Tensor) -> None:
         x = x.double()
         k, d = self.num_classes, x.shape[1]
-        packed, mask = group_by_class(x, y, k)
-        counts = mask.sum(1).double()
-        means = packed.sum(1) / counts[:, None]
-        centered = (packed - means[:, None]) * mask[..., None]
+        _, _, counts, means, centered = class_moments(x, y, k)
         if self.covariance in ("full", "tied"):
             scatter = centered.transpose(1, 2) @ centered  # (K, d, d)
             if self.covariance == "full":

@@ -23,3 +23,16 @@ def group_by_class(x: Tensor, y: Tensor, num_classes: int) -> tuple[Tensor, Tens
     mask = torch.zeros((num_classes, n_max), dtype=torch.bool, device=x.device)
     mask[ys, slot] = True
     return packed, mask
+
+
+def class_moments(x: Tensor, y: Tensor, num_classes: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Per-class ``(packed, mask, counts, means, centred)`` from :func:`group_by_class`.
+
+    ``centred`` is ``packed`` minus its class mean, zero on padding, so
+    ``centred.mT @ centred`` is every class's scatter matrix in one ``bmm``.
+    """
+    packed, mask = group_by_class(x, y, num_classes)
+    counts = mask.sum(1).to(x.dtype)
+    means = packed.sum(1) / counts[:, None]
+    centred = (packed - means[:, None]) * mask[..., None]
+    return packed, mask, counts, means, centred

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from mixkit.densities.base import Density
-from mixkit.densities.grouping import group_by_class
+from mixkit.densities.grouping import class_moments, group_by_class
 
 KERNEL_COVARIANCES = ("isotropic", "class")
 BANDWIDTH_RULES = ("cv", "scott", "silverman")
@@ -165,10 +165,7 @@ class KDE(Density):
         x = x.double()
         k, d = self.num_classes, x.shape[1]
         # the kernel shape comes from all of a class's samples ...
-        packed, mask = group_by_class(x, y, k)
-        counts = mask.sum(1).double()
-        means = packed.sum(1) / counts[:, None]
-        centered = (packed - means[:, None]) * mask[..., None]
+        packed, mask, counts, means, centered = class_moments(x, y, k)
         cov = centered.transpose(1, 2) @ centered / (counts - 1)[:, None, None]  # (K, d, d)
         eye = torch.eye(d, dtype=x.dtype, device=x.device)
         cov = cov + self.reg_covar * eye

@@ -6,11 +6,11 @@ import torch
 from torch import Tensor
 
 from mixkit.batch import MixedBatch
-from mixkit.mixers.base import Mixer
+from mixkit.mixers.mixup import Mixup
 from mixkit.random import sample_beta
 
 
-class CutMix(Mixer):
+class CutMix(Mixup):
     """CutMix: paste a random box of the partner; lam is corrected to the pasted area.
 
     Args:
@@ -19,28 +19,11 @@ class CutMix(Mixer):
         per_sample: one box per sample (vectorised masks) instead of one per batch.
         seed: seed of the mixer's generator.
 
+    Same arguments as :class:`Mixup`, whose Beta draw and pairing it shares.
     Inputs are ``(B, ..., H, W)`` (images ``(B, C, H, W)``); the box covers the
     last two dimensions. The returned ``lam`` is the share of each image that
     kept its own pixels, and the labels use that corrected value.
     """
-
-    def __init__(
-        self,
-        alpha: float = 1.0,
-        num_classes: int | None = None,
-        *,
-        per_sample: bool = False,
-        seed: int | None = None,
-        label_dtype: torch.dtype = torch.float32,
-    ) -> None:
-        super().__init__(num_classes, seed=seed, label_dtype=label_dtype)
-        if alpha <= 0:
-            raise ValueError(f"alpha must be positive, got {alpha}")
-        self.alpha = float(alpha)
-        self.per_sample = bool(per_sample)
-
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, num_classes={self.num_classes}, per_sample={self.per_sample}"
 
     def draw_boxes(self, n: int, h: int, w: int, generator: torch.Generator) -> tuple[Tensor, ...]:
         """Boxes ``(top, bottom, left, right)`` (CPU long, each ``(m,)``) with m = n or 1."""
