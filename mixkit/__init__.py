@@ -1,14 +1,16 @@
 """mixkit: mixing-based data augmentation for PyTorch whose labels follow the data."""
 
+from mixkit import distributed, latent
 from mixkit._version import __version__
 from mixkit.baselines import ExcludeIntrusion, LogisticLabel
 from mixkit.batch import MixedBatch, to_soft_labels
 from mixkit.collate import MixCollate, on_device
-from mixkit.densities import KDE, Density, Gaussian, NotFittedError
+from mixkit.densities import KDE, Density, Gaussian, NotFittedError, OnlineGaussian
 from mixkit.genlabel import GenLabel
 from mixkit.genmix_dataset import genmix_dataset
 from mixkit.hookspecs import hookimpl
-from mixkit.mixers import CutMix, GenMix, Mixer, Mixup
+from mixkit.latent import OnlineGenLabel, frozen_features
+from mixkit.mixers import CutMix, GenMix, ManifoldMixup, Mixer, Mixup
 from mixkit.registry import (
     Component,
     PluginCollisionError,
@@ -31,12 +33,15 @@ __all__ = [
     "GenMix",
     "KDE",
     "LogisticLabel",
+    "ManifoldMixup",
     "MixCollate",
     "Gaussian",
     "MixedBatch",
     "Mixer",
     "Mixup",
     "NotFittedError",
+    "OnlineGaussian",
+    "OnlineGenLabel",
     "PluginCollisionError",
     "PluginInfo",
     "UnknownComponentError",
@@ -44,8 +49,11 @@ __all__ = [
     "available",
     "create_density",
     "create_mixer",
+    "distributed",
+    "frozen_features",
     "genmix_dataset",
     "hookimpl",
+    "latent",
     "on_device",
     "plugins",
     "register_plugin",

@@ -7,13 +7,13 @@ from mixkit.hookspecs import hookimpl
 
 @hookimpl
 def mixkit_mixers() -> dict[str, type]:
-    from mixkit.mixers import CutMix, GenMix, Mixup
+    from mixkit.mixers import CutMix, GenMix, ManifoldMixup, Mixup
 
-    return {"mixup": Mixup, "cutmix": CutMix, "genmix": GenMix}
+    return {"mixup": Mixup, "cutmix": CutMix, "manifold_mixup": ManifoldMixup, "genmix": GenMix}
 
 
 @hookimpl
 def mixkit_densities() -> dict[str, type]:
-    from mixkit.densities import KDE, Gaussian
+    from mixkit.densities import KDE, Gaussian, OnlineGaussian
 
-    return {"gaussian": Gaussian, "kde": KDE}
+    return {"gaussian": Gaussian, "kde": KDE, "online_gaussian": OnlineGaussian}

@@ -3,5 +3,6 @@
 from mixkit.densities.base import Density, NotFittedError
 from mixkit.densities.gaussian import Gaussian
 from mixkit.densities.kde import KDE
+from mixkit.densities.online import OnlineGaussian
 
-__all__ = ["Density", "Gaussian", "KDE", "NotFittedError"]
+__all__ = ["Density", "Gaussian", "KDE", "NotFittedError", "OnlineGaussian"]

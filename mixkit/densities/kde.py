@@ -24,7 +24,7 @@ _FIT_CHUNK_ELEMENTS = 1 << 20
 
 
 class KDE(Density):
-    """Class-conditional Gaussian KDE ``p_c(x) = (1/n_c) sum_i N(x; x_i, H_c)``.
+    """Class-conditional Gaussian KDE, p_c(x) = mean_i N(x; x_i, H_c), bandwidth by cross-validation.
 
     Args:
         bandwidth: ``"cv"`` (default): chosen from ``bandwidth_grid`` by leave-one-out

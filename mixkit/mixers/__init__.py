@@ -3,6 +3,7 @@
 from mixkit.mixers.base import Mixer
 from mixkit.mixers.cutmix import CutMix
 from mixkit.mixers.genmix import GenMix
+from mixkit.mixers.manifold import ManifoldMixup
 from mixkit.mixers.mixup import Mixup
 
-__all__ = ["CutMix", "GenMix", "Mixer", "Mixup"]
+__all__ = ["CutMix", "GenMix", "ManifoldMixup", "Mixer", "Mixup"]
