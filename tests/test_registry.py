@@ -172,7 +172,8 @@ def test_the_readme_plugin_example_works():
         x = torch.tensor([[0.0, 0.0], [0.2, 0.0], [4.0, 0.0], [4.2, 0.0]])
         y = torch.tensor([0, 0, 1, 1])
         relabel = mixkit.GenLabel("nearest-mean").fit(x, y)
-        assert mixkit.available("density")["nearest-mean"].description == "Unit-variance Gaussian around each class mean."
+        description = mixkit.available("density")["nearest-mean"].description
+        assert description == "Unit-variance Gaussian around each class mean."
         batch = mixkit.Mixup(num_classes=2, seed=0)(x, y)
         out = relabel(batch)
         torch.testing.assert_close(out.y.sum(1), torch.ones(4))

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mixkit import Density
+
 #: elements of the largest intermediate a scoring chunk may create (bounded memory, not a
 #: Python loop over samples: each chunk is one batched pass over all its samples and classes)
 CHUNK_ELEMENTS = 1 << 24
@@ -271,3 +273,36 @@ def chunks(n: int, elements_per_item: int) -> Iterator[slice]:
     step = max(1, CHUNK_ELEMENTS // max(1, elements_per_item))
     for start in range(0, n, step):
         yield slice(start, min(n, start + step))
+
+
+class NeuralDensity(Density):
+    """A density whose network is built at fit time from the data's shape.
+
+    Subclasses name their architecture arguments in ``architecture``, the attribute that
+    holds the network in ``network_attr``, and implement ``_make_network``; the state dict
+    then records what is needed to rebuild the network in a fresh instance before its
+    weights are loaded.
+    """
+
+    architecture: tuple[str, ...] = ()
+    network_attr = "net"
+    fitted_seed: int | None = None
+
+    def _make_network(self, dim: int, num_classes: int, seed: int) -> nn.Module:
+        raise NotImplementedError
+
+    def _config(self) -> dict[str, Any]:
+        arch = {name: getattr(self, name) for name in self.architecture}
+        return {**super()._config(), **arch, "fitted_seed": self.fitted_seed}
+
+    def _build(self, config: dict[str, Any]) -> None:
+        for name in self.architecture:
+            if name in config and config[name] != getattr(self, name):
+                raise ValueError(
+                    f"state was saved with {name}={config[name]!r} but this density has "
+                    f"{name}={getattr(self, name)!r}; construct it with the same arguments"
+                )
+        self.fitted_seed = config.get("fitted_seed")
+        if config.get("fitted") and self.dim is not None and self.num_classes is not None:
+            net = self._make_network(self.dim, self.num_classes, int(self.fitted_seed or 0))
+            setattr(self, self.network_attr, freeze(net.to(buffer_device(self) or "cpu")))

@@ -13,13 +13,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mixkit import Density, hookimpl
+from mixkit import hookimpl
 from mixkit_plugins import _training as T
 
 _ARCH = ("num_layers", "hidden", "num_blocks", "num_bins", "tail_bound")
 
 
-class FlowDensity(Density):
+class FlowDensity(T.NeuralDensity):
     """Class-conditional normalizing flow (normflows neural spline flow): exact log p_c(x).
 
     One flow shared by all classes and conditioned on the class (a one-hot
@@ -70,6 +70,9 @@ class FlowDensity(Density):
 
     min_samples_per_class = 2
 
+    architecture = _ARCH
+    network_attr = "flow"
+
     def __init__(
         self,
         num_layers: int = 4,
@@ -117,7 +120,7 @@ class FlowDensity(Density):
 
     # -- building -------------------------------------------------------------------------
 
-    def _make_flow(self, dim: int, num_classes: int, seed: int) -> nn.Module:
+    def _make_network(self, dim: int, num_classes: int, seed: int) -> nn.Module:
         nf = T.require("normflows", "flow", "normflows", "flow")
         from normflows.distributions.base import ConditionalDiagGaussian
 
@@ -152,7 +155,7 @@ class FlowDensity(Density):
         mean, std = T.standardization(x)
         self.register_buffer("x_mean", mean)
         self.register_buffer("x_std", std)
-        flow = self._make_flow(d, k, seed).to(x.device)
+        flow = self._make_network(d, k, seed).to(x.device)
         u = (x - mean) / std
         eye = torch.eye(k, device=x.device)
 
@@ -206,25 +209,6 @@ class FlowDensity(Density):
         eps = torch.randn(n, d, generator=generator).to(device)
         z = params[:, :d] + params[:, d:].exp() * eps
         return self.flow.forward(z, context=ctx) * self.x_std + self.x_mean
-
-    # -- state ------------------------------------------------------------------------------
-
-    def _config(self) -> dict[str, Any]:
-        arch = {name: getattr(self, name) for name in _ARCH}
-        return {**super()._config(), **arch, "fitted_seed": self.fitted_seed}
-
-    def _build(self, config: dict[str, Any]) -> None:
-        for name in _ARCH:
-            if name in config and config[name] != getattr(self, name):
-                raise ValueError(
-                    f"state was saved with {name}={config[name]!r} but this density has "
-                    f"{name}={getattr(self, name)!r}; construct it with the same arguments"
-                )
-        self.fitted_seed = config.get("fitted_seed")
-        if config.get("fitted") and self.dim is not None and self.num_classes is not None:
-            flow = self._make_flow(self.dim, self.num_classes, int(self.fitted_seed or 0))
-            self.flow = T.freeze(flow.to(T.buffer_device(self) or "cpu"))
-
 
 @hookimpl
 def mixkit_densities() -> dict[str, type]:

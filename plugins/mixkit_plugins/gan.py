@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixkit import Density, hookimpl
+from mixkit import hookimpl
 from mixkit_plugins import _training as T
 
 NORMS = {"l1": 1.0, "l2": 2.0, "linf": math.inf}
@@ -75,7 +75,7 @@ class _LeakyReLU(nn.LeakyReLU):
         super().__init__(0.2)
 
 
-class GANDensity(Density):
+class GANDensity(T.NeuralDensity):
     """Class-conditional GAN: log p_c(x) ~ -d(x, M_c)/T, the distance to the generator's manifold.
 
     The paper's proxy for generative models with an implicit density
@@ -144,6 +144,9 @@ class GANDensity(Density):
     """
 
     min_samples_per_class = 2
+
+    architecture = _ARCH
+    network_attr = "net"
 
     def __init__(
         self,
@@ -216,7 +219,7 @@ class GANDensity(Density):
     def _z_dim(self, dim: int) -> int:
         return self.z_dim if self.z_dim is not None else min(dim, 32)
 
-    def _make_generator(self, dim: int, num_classes: int, seed: int) -> _Generator:
+    def _make_network(self, dim: int, num_classes: int, seed: int) -> _Generator:
         with T.seeded_init(seed):
             return _Generator(dim, num_classes, self._z_dim(dim), self.hidden, self.num_layers)
 
@@ -230,7 +233,7 @@ class GANDensity(Density):
         self.register_buffer("x_mean", mean)
         self.register_buffer("x_std", std)
         u = (x - mean) / std
-        gen = self._make_generator(d, k, seed).to(x.device)
+        gen = self._make_network(d, k, seed).to(x.device)
         gen.init_affine(u, y)
         with T.seeded_init(seed + 1):
             disc = T.mlp(d, k, self.hidden, self.num_layers, act=_LeakyReLU).to(x.device)
@@ -406,25 +409,6 @@ class GANDensity(Density):
         z = torch.randn(n, self.net.z_dim, generator=generator).to(self.x_mean.device)
         classes = torch.full((n,), int(c), dtype=torch.long, device=z.device)
         return self.net(z, classes) * self.x_std + self.x_mean
-
-    # -- state ------------------------------------------------------------------------------
-
-    def _config(self) -> dict[str, Any]:
-        arch = {name: getattr(self, name) for name in _ARCH}
-        return {**super()._config(), **arch, "fitted_seed": self.fitted_seed}
-
-    def _build(self, config: dict[str, Any]) -> None:
-        for name in _ARCH:
-            if name in config and config[name] != getattr(self, name):
-                raise ValueError(
-                    f"state was saved with {name}={config[name]!r} but this density has "
-                    f"{name}={getattr(self, name)!r}; construct it with the same arguments"
-                )
-        self.fitted_seed = config.get("fitted_seed")
-        if config.get("fitted") and self.dim is not None and self.num_classes is not None:
-            gen = self._make_generator(self.dim, self.num_classes, int(self.fitted_seed or 0))
-            self.net = T.freeze(gen.to(T.buffer_device(self) or "cpu"))
-
 
 @hookimpl
 def mixkit_densities() -> dict[str, type]:

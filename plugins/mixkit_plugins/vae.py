@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixkit import Density, hookimpl
+from mixkit import hookimpl
 from mixkit_plugins import _training as T
 
 _ARCH = ("latent_dim", "hidden", "num_layers", "min_scale")
@@ -63,7 +63,7 @@ class _ConditionalVAE(nn.Module):
         return torch.logsumexp(lw, 0) - math.log(lw.shape[0])
 
 
-class VAEDensity(Density):
+class VAEDensity(T.NeuralDensity):
     """Class-conditional VAE (pyro-ppl): approximate log p_c(x), an importance-weighted lower bound.
 
     This is the paper's "approximate density" (section 7.1): ``log_prob``
@@ -125,6 +125,9 @@ class VAEDensity(Density):
 
     min_samples_per_class = 2
 
+    architecture = _ARCH
+    network_attr = "vae"
+
     def __init__(
         self,
         latent_dim: int | None = None,
@@ -185,7 +188,7 @@ class VAEDensity(Density):
     def _latent_dim(self, dim: int) -> int:
         return self.latent_dim if self.latent_dim is not None else min(dim, 16)
 
-    def _make_vae(self, dim: int, num_classes: int, seed: int) -> _ConditionalVAE:
+    def _make_network(self, dim: int, num_classes: int, seed: int) -> _ConditionalVAE:
         _pyro_dist()  # fail early, before any training, when pyro is missing
         with T.seeded_init(seed):
             return _ConditionalVAE(dim, num_classes, self._latent_dim(dim), self.hidden,
@@ -200,7 +203,7 @@ class VAEDensity(Density):
         mean, std = T.standardization(x)
         self.register_buffer("x_mean", mean)
         self.register_buffer("x_std", std)
-        vae = self._make_vae(d, k, seed).to(x.device)
+        vae = self._make_network(d, k, seed).to(x.device)
         u = (x - mean) / std
         eye = torch.eye(k, device=x.device)
         latent, s_train = vae.latent_dim, self.train_samples
@@ -255,25 +258,6 @@ class VAEDensity(Density):
         mu, sd = g[:, : self.dim], F.softplus(g[:, self.dim:]) + vae.min_scale
         u = mu + sd * torch.randn(n, self.dim, generator=generator).to(device)
         return u * self.x_std + self.x_mean
-
-    # -- state ------------------------------------------------------------------------------
-
-    def _config(self) -> dict[str, Any]:
-        arch = {name: getattr(self, name) for name in _ARCH}
-        return {**super()._config(), **arch, "fitted_seed": self.fitted_seed}
-
-    def _build(self, config: dict[str, Any]) -> None:
-        for name in _ARCH:
-            if name in config and config[name] != getattr(self, name):
-                raise ValueError(
-                    f"state was saved with {name}={config[name]!r} but this density has "
-                    f"{name}={getattr(self, name)!r}; construct it with the same arguments"
-                )
-        self.fitted_seed = config.get("fitted_seed")
-        if config.get("fitted") and self.dim is not None and self.num_classes is not None:
-            vae = self._make_vae(self.dim, self.num_classes, int(self.fitted_seed or 0))
-            self.vae = T.freeze(vae.to(T.buffer_device(self) or "cpu"))
-
 
 @hookimpl
 def mixkit_densities() -> dict[str, type]:
