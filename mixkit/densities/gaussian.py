@@ -110,8 +110,8 @@ class Gaussian(Density):
             self.register_buffer("covariances", covariances)
             self.register_buffer("quad_rows", iu)
             self.register_buffer("quad_cols", ju)
-            self.register_buffer("weights", torch.cat([quad, prec_mean], 1).T.contiguous())  # (T + d, K)
-            self.register_buffer("bias", -0.5 * (prec_mean * centred).sum(1))
+            self.register_buffer("weights", torch.cat([quad, prec_mean], 1))  # (K, T + d)
+            self.register_buffer("bias", -0.5 * (prec_mean * centred).sum(1, keepdim=True))  # (K, 1)
         else:
             if covariances.shape != (k, d):
                 raise ValueError(f"expected variances of shape {(k, d)}, got {tuple(covariances.shape)}")
@@ -125,7 +125,7 @@ class Gaussian(Density):
             self.register_buffer("mean_term", (prec * (means - shift) ** 2).sum(1))
         self.register_buffer("log_const", log_det_prec - 0.5 * d * math.log(2 * math.pi))
         if self.covariance in ("full", "tied"):
-            self.register_buffer("bias", self.bias + self.log_const)
+            self.register_buffer("bias", self.bias + self.log_const[:, None])
         self.fitted = True
         return self
 
@@ -142,8 +142,10 @@ class Gaussian(Density):
 
     def _score(self, xs: Tensor) -> Tensor:
         if self.covariance in ("full", "tied"):
-            feats = torch.cat([xs.index_select(1, self.quad_rows) * xs.index_select(1, self.quad_cols), xs], 1)
-            return torch.addmm(self.cast("bias", xs), feats, self.cast("weights", xs))
+            # features as rows (T + d, B): gathering rows is a copy, gathering columns is not
+            xt = xs.T.contiguous()
+            feats = torch.cat([xt.index_select(0, self.quad_rows) * xt.index_select(0, self.quad_cols), xt])
+            return torch.addmm(self.cast("bias", xs), self.cast("weights", xs), feats).T
         # diag / spherical: |x - mu|^2_prec expanded, clamped against rounding below zero
         quad = torch.addmm(self.cast("mean_term", xs), xs * xs, self.cast("prec_t", xs))
         maha = quad.addmm_(xs, self.cast("prec_mean_t", xs), alpha=-2.0).clamp_min_(0)
