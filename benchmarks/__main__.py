@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import json
 import sys
 import time
 from pathlib import Path
@@ -41,9 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated dataset names or OpenML ids (tabular/robust: a subset)")
     p.add_argument("--models", default=None,
                    help="tabular/robust: comma-separated subset of 'logreg,mlp'")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: the models are small, and on a shared machine "
+                   "extra threads mostly wait on each other)")
     p.add_argument("--device", default="cpu", help="torch device for training (cpu, cuda)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--render-only", action="store_true",
+                   help="rewrite report.md from the results.json in --out (no run)")
     return p
 
 
@@ -69,11 +74,24 @@ def _call_suite(name: str, args: argparse.Namespace, out_dir: Path) -> dict[str,
     return run(**kwargs)
 
 
+def render_only(name: str, out_dir: Path) -> dict[str, Path]:
+    """Re-render ``report.md`` from ``results.json`` with the suite's current formatting."""
+    module = importlib.import_module(f"benchmarks.suites.{name}")
+    if not hasattr(module, "render"):
+        raise SystemExit(f"suite {name!r} cannot re-render a report; run it again")
+    payload = json.loads((out_dir / "results.json").read_text())
+    result = {k: v for k, v in payload.items() if k not in ("suite", "meta")}
+    result["markdown"] = module.render(payload)
+    return write_results(out_dir, name, result, payload["meta"])
+
+
 def run_suite(name: str, args: argparse.Namespace) -> dict[str, Path]:
     tag = name + ("-smoke" if args.smoke else "-quick" if args.quick else "")
     out_dir = args.out if args.out is not None else RESULTS / tag
     if args.suite == "all" and args.out is not None:
         out_dir = args.out / tag
+    if args.render_only:
+        return render_only(name, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = {"command": command_line(), "started": now(), "machine": machine_info(),
             "quick": bool(args.quick), "smoke": bool(args.smoke)}

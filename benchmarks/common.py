@@ -82,3 +82,13 @@ def mean_std(values: Iterable[float]) -> tuple[float, float]:
     m = sum(vals) / len(vals)
     var = sum((v - m) ** 2 for v in vals) / len(vals)
     return m, var**0.5
+
+
+def log(msg: str) -> None:
+    """One line on stderr (through tqdm so that bars stay intact)."""
+    try:
+        from tqdm.auto import tqdm
+
+        tqdm.write(msg, file=sys.stderr)
+    except ImportError:  # pragma: no cover
+        print(msg, file=sys.stderr)

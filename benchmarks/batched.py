@@ -1,0 +1,476 @@
+"""Vectorized training: many small models (folds x gamma x learning rate x seeds) trained at once.
+
+A tabular benchmark trains hundreds of tiny models per dataset. Trained one after another,
+Python overhead dominates; here they are one :class:`~benchmarks.models.BatchedMLP` whose
+weights carry a leading model axis, trained with one forward/backward per step.
+
+Data flow:
+
+* A :class:`Stream` is one training data stream: the data as that stream sees it
+  (standardized on its own training rows), its training rows, its evaluation sets, a seed,
+  and the relabelers fitted on its training rows (mixkit :class:`~mixkit.GenLabel` per
+  density, :class:`~mixkit.ExcludeIntrusion`). A cross-validation fold is a stream; so is
+  "full training set, seed s".
+* For each stream the whole schedule is drawn up front with mixkit: each epoch a shuffled
+  pass in batches of ``batch_size``, each batch mixed by :class:`mixkit.Mixup` (one ``lam``
+  per batch, as the paper's code) with the stream's generator. ``mix_pool`` bounds the
+  number of distinct mixed points per stream (relabeling every mixed point of 100 epochs of
+  a 4000-row dataset with a KDE costs minutes): when ``epochs * n_train`` exceeds it, the
+  first ``ceil(mix_pool / n_train)`` epochs are drawn and later epochs revisit their batches
+  in a fresh random order (a fixed augmented set of that many mixes per sample). All mixed batches of a
+  stream are concatenated into one :class:`mixkit.MixedBatch` and relabeled **once** per
+  density by mixkit's GenLabel (``gamma = 1``, so ``y`` is the generative label with
+  mixkit's fallback for dead rows) and checked once by ``ExcludeIntrusion.intrudes``.
+* A :class:`ModelSpec` names a stream, a method (``vanilla``, ``mixup``, ``exclude``,
+  ``genlabel``), a learning rate, GenLabel's ``gamma`` and density, and an init seed. Every
+  model of a stream sees the same batches, ``lam`` and partners (common random numbers:
+  cross-validation compares configurations on identical draws); its target is
+  ``one_hot`` (vanilla), ``y_mix`` (mixup; exclude with intruding rows weighted 0) or
+  ``gamma * y_gen + (1 - gamma) * y_mix`` (GenLabel; ``gamma = 0`` is mixup).
+* The models form a grid ``(S, G)``: ``G`` models per stream (vanilla ones first, whose
+  first layer reads the clean batch; the others read the mixed batch), so the first layer of
+  all models of a stream is one GEMM (:class:`~benchmarks.models.BatchedMLP`). Streams with
+  fewer models are padded with inert ones (learning rate 0), dropped from the results.
+* Adam (Table 11) or SGD with momentum and multi-step decay (Tables 10, 12) run batched with a
+  learning rate per model; weight decay 1e-4 is added to the gradient like ``torch.optim``.
+  A model whose stream has no rows in a step (streams differ in size) skips that step.
+* Accuracy on every evaluation set is recorded per model and epoch (and FGSM robust accuracy
+  every ``fgsm_every`` epochs); the parameters at each model's best epoch on ``select_on``
+  are kept (best-epoch selection on validation accuracy, as appendix E).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+import mixkit
+from benchmarks.common import progress
+from benchmarks.models import BatchedMLP
+
+METHODS = ("vanilla", "mixup", "exclude", "genlabel")
+
+
+@dataclass
+class Stream:
+    """One training stream (see the module docstring)."""
+
+    x: Tensor
+    y: Tensor
+    train_idx: Tensor
+    evals: dict[str, tuple[Tensor, Tensor]]
+    seed: int
+    genlabels: dict[str, mixkit.GenLabel] = field(default_factory=dict)
+    exclude: mixkit.ExcludeIntrusion | None = None
+
+
+@dataclass
+class ModelSpec:
+    """One model: its stream, method, learning rate, GenLabel gamma/density and init seed."""
+
+    stream: int
+    method: str
+    lr: float
+    gamma: float = 0.0
+    density: str | None = None
+    init_seed: int = 0
+    tag: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.method == "genlabel" and self.density is None:
+            raise ValueError("a genlabel model needs a density key")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100
+    batch_size: int = 128
+    optimizer: str = "adam"  # "adam" (Table 11) or "sgd" (Tables 10, 12)
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    milestones: tuple[float, ...] = (0.5, 0.75)  # SGD: decay x0.1 at these fractions of epochs
+    lr_decay: float = 0.1
+    alpha: float = 1.0
+    per_sample_lam: bool = False
+    hidden: tuple[int, ...] = ()
+    eval_every: int = 1
+    fgsm_eps: float | None = None
+    fgsm_every: int = 5
+    select_on: str | None = None
+    mix_pool: int | None = None  # max distinct mixed points per stream (None: every epoch fresh)
+    device: str = "cpu"
+
+
+@dataclass
+class TrainResult:
+    """Histories are ``(M, n_evals)`` in the order of ``specs`` (NaN where a model's stream has
+    no evaluation set of that name); ``positions[i]`` is spec ``i``'s ``(s, g)`` in the grid."""
+
+    specs: list[ModelSpec]
+    eval_epochs: list[int]
+    clean: dict[str, Tensor]  # name -> (M, len(eval_epochs)) accuracy in [0, 1]
+    robust_epochs: list[int]
+    robust: dict[str, Tensor]  # name -> (M, len(robust_epochs))
+    model: BatchedMLP
+    best: BatchedMLP | None
+    best_epoch: Tensor | None
+    positions: Tensor
+    stats: dict[str, Any]
+
+    def logits(self, x: Tensor, which: str = "best") -> Tensor:
+        """Logits ``(M, N, K)`` of every model on the same inputs ``x (N, d)`` (``which``:
+        ``"best"`` epoch snapshot or ``"last"`` parameters)."""
+        net = self.best if which == "best" and self.best is not None else self.model
+        dev = net.weights[0].device
+        with torch.no_grad():
+            out = net(x.to(dev).T.expand(net.grid[0], *x.T.shape))  # (S, G, K, N)
+        return out[self.positions[:, 0], self.positions[:, 1]].transpose(1, 2).cpu()
+
+
+# ------------------------------------------------------------------ schedule
+
+
+@dataclass
+class _Schedule:
+    """Padded tensors laid out ``(E, T, S, ...)`` (features before the batch axis) so that a
+    step's slice is contiguous and feature-major like the model's activations."""
+
+    x_clean: Tensor  # (E, T, S, d, B)
+    x_mix: Tensor  # (E, T, S, d, B)
+    cands: Tensor  # (E, T, S, C, K, B): one-hot, y_mix, y_gen per density
+    keep: Tensor  # (E, T, S, B): 0 for intruding rows (exclude models)
+    weight: Tensor  # (E, T, S, B): 1 for real rows, 0 for padding
+    stats: dict[str, Any]
+
+
+def build_schedule(streams: Sequence[Stream], epochs: int, batch_size: int, num_classes: int,
+                   alpha: float, per_sample_lam: bool, densities: Sequence[str],
+                   need_exclude: bool) -> _Schedule:
+    """Draw every batch of ``epochs`` epochs of every stream with mixkit's Mixup, relabel them
+    all at once per stream with mixkit's GenLabel, flag intrusions with ExcludeIntrusion."""
+    s_n = len(streams)
+    d = streams[0].x.shape[1]
+    steps = max(math.ceil(len(s.train_idx) / batch_size) for s in streams)
+    shape = (epochs, steps, s_n, batch_size)
+    c_n = 2 + len(densities)
+    x_clean = torch.zeros(*shape, d)
+    x_mix = torch.zeros(*shape, d)
+    cands = torch.zeros(*shape, c_n, num_classes)
+    keep = torch.ones(shape)
+    weight = torch.zeros(shape)
+    stats: dict[str, Any] = {"relabel": [], "excluded_share": [], "relabel_s": 0.0,
+                             "exclude_s": 0.0, "mixed_points": 0}
+    for si, st in enumerate(streams):
+        g = torch.Generator().manual_seed(int(st.seed))
+        mixer = mixkit.Mixup(alpha, num_classes=num_classes, per_sample=per_sample_lam)
+        pos_e, pos_t, pos_b, parts = [], [], [], []
+        offset = 0
+        n_train = len(st.train_idx)
+        for e in range(epochs):
+            order = st.train_idx[torch.randperm(n_train, generator=g)]
+            for t, rows in enumerate(order.split(batch_size)):
+                mb = mixer(st.x[rows], st.y[rows], generator=g)
+                nb = rows.numel()
+                parts.append((st.x[rows], mb, offset))
+                pos_e.append(torch.full((nb,), e))
+                pos_t.append(torch.full((nb,), t))
+                pos_b.append(torch.arange(nb))
+                offset += nb
+        pe, pt, pb = torch.cat(pos_e), torch.cat(pos_t), torch.cat(pos_b)
+        big = mixkit.MixedBatch(
+            x=torch.cat([p[1].x for p in parts]),
+            y=torch.cat([p[1].y for p in parts]),
+            lam=torch.cat([p[1].lam for p in parts]),
+            index=torch.cat([p[1].index + p[2] for p in parts]),
+            labels=torch.cat([p[1].labels for p in parts]),
+            y_mix=torch.cat([p[1].y_mix for p in parts]),
+        )
+        stats["mixed_points"] += offset
+        x_clean[pe, pt, si, pb] = torch.cat([p[0] for p in parts])
+        x_mix[pe, pt, si, pb] = big.x
+        cands[pe, pt, si, pb, 0] = F.one_hot(big.labels, num_classes).float()
+        cands[pe, pt, si, pb, 1] = big.y_mix.float()
+        weight[pe, pt, si, pb] = 1.0
+        rel: dict[str, Any] = {}
+        for ci, key in enumerate(densities):
+            t0 = time.perf_counter()
+            gl = st.genlabels[key]
+            gl.reset_stats()
+            out = gl(big)  # one call per stream and density: every mixed point of the run
+            cands[pe, pt, si, pb, 2 + ci] = out.y.float()
+            rel[key] = gl.stats()
+            stats["relabel_s"] += time.perf_counter() - t0
+        stats["relabel"].append(rel)
+        if need_exclude:
+            if st.exclude is None:
+                raise ValueError("an 'exclude' model needs stream.exclude (a fitted ExcludeIntrusion)")
+            t0 = time.perf_counter()
+            intr = st.exclude.intrudes(big)
+            keep[pe, pt, si, pb] = (~intr).float()
+            stats["excluded_share"].append(float(intr.float().mean()))
+            stats["exclude_s"] += time.perf_counter() - t0
+    return _Schedule(x_clean.transpose(-1, -2).contiguous(), x_mix.transpose(-1, -2).contiguous(),
+                     cands.permute(0, 1, 2, 4, 5, 3).contiguous(), keep, weight, stats)
+
+
+# ------------------------------------------------------------------ optimisers
+
+
+class _BatchedOptimizer:
+    """Adam or SGD+momentum over parameters with leading model axes ``(S, G)``; a learning
+    rate per model and a per-model "active" mask (inactive models keep parameters and state)."""
+
+    def __init__(self, params: list[Tensor], lr: Tensor, cfg: TrainConfig) -> None:
+        self.params = params
+        self.lr = lr  # (S, G)
+        self.cfg = cfg
+        self.state = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
+        self.steps = torch.zeros_like(lr)
+        self.scale = 1.0  # SGD multi-step decay factor
+
+    @torch.no_grad()
+    def step(self, active: Tensor) -> None:
+        cfg = self.cfg
+        act = active.to(self.lr.dtype)
+        self.steps += act
+        view = (*self.lr.shape, 1, 1)
+        a = act.view(view)
+        if cfg.optimizer == "adam":
+            b1, b2, eps = 0.9, 0.999, 1e-8
+            t = self.steps.clamp_min(1)
+            c1 = (1 - b1**t).view(view)
+            c2 = (1 - b2**t).view(view)
+            step_size = a * self.lr.view(view) / c1
+            for p, (m, v) in zip(self.params, self.state):
+                g = p.grad + cfg.weight_decay * p
+                m.add_(a * (1 - b1) * (g - m))
+                v.add_(a * (1 - b2) * (g * g - v))
+                p.sub_(step_size * m / ((v / c2).sqrt_().add_(eps)))
+        elif cfg.optimizer == "sgd":
+            first = (self.steps == 1).to(self.lr.dtype).view(view)
+            step_size = a * self.lr.view(view) * self.scale
+            for p, (buf, _) in zip(self.params, self.state):
+                g = p.grad + cfg.weight_decay * p
+                # buf <- momentum * buf + g (torch's SGD, dampening 0; first step buf = g)
+                new_buf = cfg.momentum * buf * (1 - first) + g
+                buf.copy_(a * new_buf + (1 - a) * buf)
+                p.sub_(step_size * buf)
+        else:
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {cfg.optimizer!r}")
+
+
+# ------------------------------------------------------------------ evaluation
+
+
+def _pad_evals(streams: Sequence[Stream], name: str, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """``(S, d, N)`` inputs, ``(S, N)`` labels and mask; streams without the set get an empty one."""
+    d = streams[0].x.shape[1]
+    sets = [s.evals.get(name, (torch.zeros(0, d), torch.zeros(0, dtype=torch.long))) for s in streams]
+    n = max(1, max(int(x.shape[0]) for x, _ in sets))
+    xs = torch.zeros(len(sets), d, n)
+    ys = torch.zeros(len(sets), n, dtype=torch.long)
+    mask = torch.zeros(len(sets), n, dtype=torch.bool)
+    for i, (x, y) in enumerate(sets):
+        xs[i, :, : len(x)] = x.T
+        ys[i, : len(y)] = y
+        mask[i, : len(y)] = True
+    return xs.to(device), ys.to(device), mask.to(device)
+
+
+def accuracy(model: BatchedMLP, x: Tensor, y: Tensor, mask: Tensor, chunk: int = 2048) -> Tensor:
+    """Accuracy ``(S, G)`` of every model; ``x`` ``(S, d, N)`` (shared per stream) or
+    ``(S, G, d, N)``, labels and mask ``(S, N)``. NaN for an empty evaluation set."""
+    s_n, g_n = model.grid
+    correct = torch.zeros(s_n, g_n, device=y.device)
+    with torch.no_grad():
+        for start in range(0, y.shape[1], chunk):
+            logits = model(x[..., start:start + chunk])  # (S, G, K, n)
+            yy = y[:, None, None, start:start + chunk].expand(s_n, g_n, 1, logits.shape[-1])
+            # correct iff the true class's logit is the largest (ties count as correct)
+            ok = (logits.gather(2, yy)[:, :, 0] >= logits.amax(2)) & mask[:, None, start:start + chunk]
+            correct += ok.sum(-1)
+    count = mask.sum(1).to(correct.dtype)[:, None]
+    return torch.where(count > 0, correct / count.clamp_min(1), torch.full_like(correct, math.nan))
+
+
+def fgsm_accuracy(model: BatchedMLP, x: Tensor, y: Tensor, mask: Tensor, eps: float) -> Tensor:
+    """Accuracy ``(S, G)`` under FGSM, ``x + eps * sign(grad_x CE)`` (L-inf radius ``eps``),
+    each model attacked with its own gradient; ``x`` ``(S, d, N)``."""
+    s_n, g_n = model.grid
+    xr = x[:, None].expand(s_n, g_n, *x.shape[1:]).clone().requires_grad_(True)
+    logp = torch.log_softmax(model(xr), 2)  # (S, G, K, N)
+    nll = -logp.gather(2, y[:, None, None, :].expand(s_n, g_n, 1, y.shape[1]))[:, :, 0]
+    (grad,) = torch.autograd.grad((nll * mask[:, None]).sum(), xr)
+    x_adv = (xr + eps * grad.sign()).detach()
+    return accuracy(model, x_adv, y, mask)
+
+
+# ------------------------------------------------------------------ training
+
+
+def _grid(specs: Sequence[ModelSpec], s_n: int) -> tuple[list[list[int | None]], int]:
+    """Per stream: vanilla models first, then the others, padded with ``None`` to ``(S, G)``."""
+    van = [[i for i, s in enumerate(specs) if s.stream == si and s.method == "vanilla"] for si in range(s_n)]
+    oth = [[i for i, s in enumerate(specs) if s.stream == si and s.method != "vanilla"] for si in range(s_n)]
+    g0 = max(len(v) for v in van)
+    g1 = max(len(o) for o in oth)
+    rows = [v + [None] * (g0 - len(v)) + o + [None] * (g1 - len(o)) for v, o in zip(van, oth)]
+    return rows, g0  # type: ignore[return-value]
+
+
+def train_batched(streams: Sequence[Stream], specs: Sequence[ModelSpec], cfg: TrainConfig,
+                  num_classes: int, desc: str = "train") -> TrainResult:
+    """Train every model of ``specs`` at once; see the module docstring."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    device = torch.device(cfg.device)
+    specs = list(specs)
+    m_n = len(specs)
+    s_n = len(streams)
+    if any(not 0 <= s.stream < s_n for s in specs):
+        raise ValueError("a model spec names a stream that does not exist")
+    densities = sorted({s.density for s in specs if s.method == "genlabel"})  # type: ignore[type-var]
+    need_exclude = any(s.method == "exclude" for s in specs)
+    n_max = max(len(s.train_idx) for s in streams)
+    pool_epochs = cfg.epochs
+    if cfg.mix_pool is not None:
+        pool_epochs = max(1, min(cfg.epochs, math.ceil(cfg.mix_pool / n_max)))
+    sched = build_schedule(streams, pool_epochs, cfg.batch_size, num_classes, cfg.alpha,
+                           cfg.per_sample_lam, densities, need_exclude)
+    timings["schedule_s"] = time.perf_counter() - t0
+
+    rows, g0 = _grid(specs, s_n)
+    g_n = len(rows[0])
+    positions = torch.zeros(m_n, 2, dtype=torch.long)
+    seeds = torch.zeros(s_n, g_n, dtype=torch.long)
+    lr = torch.zeros(s_n, g_n)
+    excl = torch.zeros(s_n, g_n, 1, dtype=torch.bool)
+    coef = torch.zeros(s_n, g_n, 2 + len(densities))  # over [one_hot, y_mix, y_gen[d]...]
+    for si, row in enumerate(rows):
+        for gi, i in enumerate(row):
+            if i is None:
+                coef[si, gi, 0 if gi < g0 else 1] = 1  # inert padding model (lr 0)
+                continue
+            s = specs[i]
+            positions[i] = torch.tensor([si, gi])
+            seeds[si, gi] = s.init_seed
+            lr[si, gi] = s.lr
+            excl[si, gi] = s.method == "exclude"
+            if s.method == "vanilla":
+                coef[si, gi, 0] = 1
+            elif s.method in ("mixup", "exclude"):
+                coef[si, gi, 1] = 1
+            else:
+                coef[si, gi, 1] = 1 - s.gamma
+                coef[si, gi, 2 + densities.index(s.density)] = s.gamma  # type: ignore[arg-type]
+    coef, lr, excl = coef.to(device), lr.to(device), excl.to(device)
+    x_clean, x_mix = sched.x_clean.to(device), sched.x_mix.to(device)
+    cands = sched.cands.to(device)
+    weight, keep = sched.weight.to(device), sched.keep.to(device)
+    any_excl = bool(excl.any())
+
+    model = BatchedMLP(seeds, streams[0].x.shape[1], num_classes, cfg.hidden, device=device)
+    params = list(model.parameters())
+    opt = _BatchedOptimizer(params, lr, cfg)
+
+    eval_names = sorted({n for s in streams for n in s.evals})
+    evals = {n: _pad_evals(streams, n, device) for n in eval_names}
+    eval_epochs: list[int] = []
+    robust_epochs: list[int] = []
+    clean: dict[str, list[Tensor]] = {n: [] for n in eval_names}
+    robust: dict[str, list[Tensor]] = {n: [] for n in eval_names}
+    best = best_acc = best_epoch = None
+    if cfg.select_on is not None:
+        best = BatchedMLP(seeds, streams[0].x.shape[1], num_classes, cfg.hidden, device=device)
+        best.load_state_dict(model.state_dict())
+        best_acc = torch.full((s_n, g_n), -1.0, device=device)
+        best_epoch = torch.zeros(s_n, g_n, dtype=torch.long, device=device)
+
+    steps = x_clean.shape[1]
+    order_gen = torch.Generator().manual_seed(int(streams[0].seed) + 7919)
+    milestones = sorted({max(1, round(f * cfg.epochs)) for f in cfg.milestones})
+    t1 = time.perf_counter()
+    bar = progress(range(cfg.epochs), desc=f"{desc} ({m_n} models)")
+    for e in bar:
+        if cfg.optimizer == "sgd":
+            opt.scale = cfg.lr_decay ** sum(e >= m for m in milestones)
+        pe = e % pool_epochs
+        order = range(steps) if e < pool_epochs else torch.randperm(steps, generator=order_gen).tolist()
+        for t in order:
+            w = weight[pe, t]  # (S, B)
+            if any_excl:
+                w_m = w[:, None] * torch.where(excl, keep[pe, t][:, None], 1.0)  # (S, G, B)
+                count = w_m.sum(-1)
+            else:
+                w_m = w[:, None]
+                count = w.sum(-1, keepdim=True).expand(s_n, g_n)
+            active = count > 0
+            if not bool(active.any()):
+                continue
+            logits = model(groups=((x_clean[pe, t], 0, g0), (x_mix[pe, t], g0, g_n)))  # (S, G, K, B)
+            target = torch.einsum("sgc,sckb->sgkb", coef, cands[pe, t])
+            per_row = -(target * torch.log_softmax(logits, 2)).sum(2)  # (S, G, B)
+            loss = ((per_row * w_m).sum(-1) / count.clamp_min(1)).sum()
+            for p in params:
+                p.grad = None
+            loss.backward()
+            opt.step(active)
+        epoch = e + 1
+        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+            eval_epochs.append(epoch)
+            for n, (xe, ye, me) in evals.items():
+                clean[n].append(accuracy(model, xe, ye, me))
+            if best is not None:
+                acc = clean[cfg.select_on][-1].nan_to_num(-1.0)  # type: ignore[index]
+                better = acc > best_acc
+                best_acc = torch.where(better, acc, best_acc)
+                best_epoch = torch.where(better, torch.full_like(best_epoch, epoch), best_epoch)
+                with torch.no_grad():
+                    for pb, pm in zip(best.parameters(), model.parameters()):
+                        pb.copy_(torch.where(better.view(*better.shape, 1, 1), pm, pb))
+        if cfg.fgsm_eps is not None and (epoch % cfg.fgsm_every == 0 or epoch == cfg.epochs):
+            robust_epochs.append(epoch)
+            for n, (xe, ye, me) in evals.items():
+                robust[n].append(fgsm_accuracy(model, xe, ye, me, cfg.fgsm_eps))
+    timings["train_s"] = time.perf_counter() - t1
+
+    def in_spec_order(hist: list[Tensor]) -> Tensor:
+        h = torch.stack(hist, -1).cpu()  # (S, G, n)
+        return h[positions[:, 0], positions[:, 1]]
+
+    stats = {**sched.stats, **timings, "models": m_n, "grid": [s_n, g_n], "steps_per_epoch": steps,
+             "pool_epochs": pool_epochs}
+    return TrainResult(
+        specs=specs,
+        eval_epochs=eval_epochs,
+        clean={n: in_spec_order(v) for n, v in clean.items() if v},
+        robust_epochs=robust_epochs,
+        robust={n: in_spec_order(v) for n, v in robust.items() if v},
+        model=model,
+        best=best,
+        best_epoch=None if best_epoch is None else best_epoch.cpu()[positions[:, 0], positions[:, 1]],
+        positions=positions,
+        stats=stats,
+    )
+
+
+def evaluate(result: TrainResult, sets: Sequence[tuple[Tensor, Tensor]], which: str = "best",
+             fgsm_eps: float | None = None) -> Tensor:
+    """Accuracy ``(M,)`` (spec order) of every model on its stream's set ``sets[stream]``
+    (``which``: the ``"best"`` epoch snapshot or the ``"last"`` parameters); with
+    ``fgsm_eps``, accuracy under FGSM of that radius."""
+    net = result.best if which == "best" and result.best is not None else result.model
+    dev = net.weights[0].device
+    fake = [Stream(x[:0], y[:0], y[:0], {"set": (x, y)}, 0) for x, y in sets]
+    xe, ye, me = _pad_evals(fake, "set", dev)
+    acc = accuracy(net, xe, ye, me) if fgsm_eps is None else fgsm_accuracy(net, xe, ye, me, fgsm_eps)
+    return acc.cpu()[result.positions[:, 0], result.positions[:, 1]]
