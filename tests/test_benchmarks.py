@@ -148,7 +148,11 @@ def test_tabular_smoke(tmp_path) -> None:
     for base in ("vanilla", "mixup", "mixup_exclude_mi", "generative_classifier"):
         assert t3[base]["n"] == 2
         assert abs(t3[base]["higher"] + t3[base]["on_par"] + t3[base]["lower"] - 100) < 1e-6
-    assert "Table 3" in (tmp_path / "tabular" / "report.md").read_text()
+    report = tmp_path / "tabular" / "report.md"
+    assert "Table 3" in report.read_text()
+    report.unlink()  # re-rendered from results.json alone
+    assert main(["tabular", "--render-only", "--out", str(tmp_path / "tabular")]) == 0
+    assert "Table 3" in report.read_text()
 
 
 def test_robust_smoke(tmp_path) -> None:

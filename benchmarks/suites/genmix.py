@@ -189,6 +189,12 @@ def plot(name: str, nets: dict[str, Any], out_dir: Path) -> str:
     return path.name
 
 
+def render(payload: dict[str, Any]) -> str:
+    """The report of a finished run (``results.json``), with the current formatting."""
+    return markdown(payload["rows"], payload["available"], payload["seeds"], payload["epochs"],
+                    payload["meta"].get("wall_s", 0.0), payload.get("figures", []))
+
+
 def markdown(rows: list[dict[str, Any]], available: dict[str, str | None], seeds: int, epochs: int,
              wall: float, figures: list[str]) -> str:
     lines = [f"## Table 15 (synthetic columns): test classification error (%), mean±std over {seeds} seeds",
@@ -207,6 +213,12 @@ def markdown(rows: list[dict[str, Any]], available: dict[str, str | None], seeds
             cells.append(fmt(*ref) if ref else "")
         body.append(cells)
     lines += [md_table(header, body), ""]
+    van = next((r for r in rows if r["dataset"] == "circle" and r["method"] == "vanilla" and r["available"]), None)
+    if van is not None:
+        lines += [f"Our Circle is Table 1's (Laplace noise 0.02, where vanilla training errs "
+                  f"{van['mean']:.2f}%, the paper's Table 1 0.30%); Table 15's Circle must be a harder "
+                  "variant (vanilla errs 8.60% there) that the paper does not describe, so the levels "
+                  "are not comparable, only the ranking.", ""]
     missing = {m: why for m, why in available.items() if why}
     if missing:
         lines += ["Not available in mixkit yet (no number is reported for them): " +

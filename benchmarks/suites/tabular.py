@@ -484,7 +484,9 @@ def markdown(rows: Sequence[dict[str, Any]], summary: dict[str, Any], models: Se
         lines += [f"## {title}", "",
                   f"{len(mrows)} datasets; {st.folds}-fold CV over lr {list(st.lrs)} and gamma "
                   f"{list(st.gammas)}, Adam, weight decay 1e-4, batch 128, {st.epochs} epochs, "
-                  f"epoch chosen by CV; {st.seeds} seeds on a fixed 80/20 split; "
+                  f"epoch chosen by CV; {st.seeds} seeds on a fixed 80/20 split; at most "
+                  f"{st.mix_pool} distinct mixed points per stream, KDE on at most "
+                  f"{st.kde_max_points} points per class; GenLabel on the input features; "
                   f"{sm['models_trained']} models trained in {sm['wall_s']:.0f} s.", ""]
         for subset, label in (("all", "all datasets"),
                               ("generative_fit", "datasets the generative model fits (> 95% train acc.)")):
