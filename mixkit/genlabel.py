@@ -7,7 +7,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import get_worker_info
 
 from mixkit.batch import MixedBatch
 from mixkit.densities.base import Density
@@ -94,7 +93,7 @@ class GenLabel:
 
     def log_posterior(self, x: Tensor) -> Tensor:
         """``(log p_c(z) + log prior_c) / temperature`` for every class, ``(B, K)``."""
-        self._follow_device(x.device)
+        self.density.follow_device(x.device, "GenLabel")
         logits = self.density.log_prob(self.features(x))
         log_prior = self._log_prior(logits)
         if log_prior is not None:
@@ -161,19 +160,3 @@ class GenLabel:
         if prior.shape != (like.shape[1],) or bool((prior < 0).any()) or float(prior.sum()) <= 0:
             raise ValueError(f"prior must be a non-negative ({like.shape[1]},) tensor with positive sum")
         return torch.log(prior / prior.sum()).to(like)
-
-    def _follow_device(self, device: torch.device) -> None:
-        # every fitted density has class_counts; walking all buffers each batch costs more
-        current = self.density._buffers.get("class_counts")
-        if current is None:
-            current = next(iter(self.density.buffers()), None)
-        if current is None or current.device == device:
-            return
-        if current.device.type == "cuda" and get_worker_info() is not None:
-            raise RuntimeError(
-                "GenLabel's density is on CUDA but is being used inside a DataLoader worker, where "
-                "CUDA cannot run. Keep the density on the CPU for the collate_fn path, or relabel on "
-                "the GPU inside the training loop: `x, y = mix(x.cuda(), y.cuda())` or "
-                "`mixkit.on_device(loader, mix, 'cuda')`."
-            )
-        self.density.to(device)

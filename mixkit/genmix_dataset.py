@@ -50,7 +50,6 @@ from mixkit.densities.base import Density
 from mixkit.densities.gaussian import Gaussian
 from mixkit.mixers.genmix import (
     check_density_ready,
-    follow_device,
     intrudes,
     pair_log_probs,
     solve_segment,
@@ -211,7 +210,7 @@ def genmix_dataset(
                 out[rows] = density.sample(rows.numel(), c, generator=gen).to(device, dtype)
             return out
 
-    follow_device(density, device)
+    density.follow_device(device, "genmix_dataset")
     if density.dim is not None:
         if source == "data" and flat.shape[1] != density.dim:
             raise ValueError(

@@ -108,6 +108,29 @@ class Density(nn.Module):
             self._cast_cache[key] = hit
         return hit[2]
 
+    def follow_device(self, device: torch.device, user: str = "the density") -> None:
+        """Move to ``device`` if needed: densities follow the batch, on whatever device it is.
+
+        Refuses to use CUDA inside a DataLoader worker (forked workers cannot), saying what
+        to do instead; ``user`` names the caller in that message.
+        """
+        # every fitted density has class_counts; walking all buffers each batch costs more
+        current = self._buffers.get("class_counts")
+        if current is None:
+            current = next(iter(self.buffers()), None) or next(iter(self.parameters()), None)
+        if current is None or current.device == device:
+            return
+        from torch.utils.data import get_worker_info
+
+        if current.device.type == "cuda" and get_worker_info() is not None:
+            raise RuntimeError(
+                f"{user}'s density is on CUDA but is being used inside a DataLoader worker, where "
+                "CUDA cannot run. Keep the density on the CPU for the collate_fn path, or mix and "
+                "relabel on the GPU inside the training loop: `x, y = mix(x.cuda(), y.cuda())` or "
+                "`mixkit.on_device(loader, mix, 'cuda')`."
+            )
+        self.to(device)
+
     # -- plumbing ------------------------------------------------------------------------
 
     def class_prior(self) -> Tensor:

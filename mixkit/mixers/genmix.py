@@ -45,7 +45,6 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
-from torch.utils.data import get_worker_info
 
 from mixkit.batch import MixedBatch
 from mixkit.densities.base import Density, NotFittedError
@@ -81,23 +80,6 @@ def check_density_ready(density: Density, who: str = "GenMix") -> None:
             f"{who} needs a fitted density but {type(density).__name__} is not fitted: call "
             f"`.fit(x_train, y_train)` on it (or on the GenMix mixer), or `.load_state_dict(...)`"
         )
-
-
-def follow_device(density: Density, device: torch.device) -> None:
-    """Move ``density`` to ``device`` (as GenLabel does), refusing CUDA inside a worker."""
-    current = next(iter(density.buffers()), None)
-    if current is None:
-        current = next(iter(density.parameters()), None)
-    if current is None or current.device == device:
-        return
-    if current.device.type == "cuda" and get_worker_info() is not None:
-        raise RuntimeError(
-            "GenMix's density is on CUDA but is being used inside a DataLoader worker, where "
-            "CUDA cannot run. Keep the density on the CPU for the collate_fn path, or mix on "
-            "the GPU inside the training loop: `x, y = mix(x.cuda(), y.cuda())` or "
-            "`mixkit.on_device(loader, mix, 'cuda')`."
-        )
-    density.to(device)
 
 
 def solve_dtype(device: torch.device) -> torch.dtype:
@@ -472,7 +454,7 @@ class GenMix(Mixer):
         density = self.density
         check_density_ready(density)
         n, dev = x.shape[0], x.device
-        follow_device(density, dev)
+        density.follow_device(dev, "GenMix")
         lam64, perm = self.draw(n, generator)
         index = perm.to(dev, non_blocking=True)
         flat = flat_inputs(x, density)
