@@ -101,3 +101,14 @@ class BatchedMLP(nn.Module):
 def param_count(dims: Sequence[int]) -> int:
     """Parameters of one model with layer widths ``dims``."""
     return sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
+
+
+def relu_mlp(d: int, hidden: Sequence[int]) -> tuple[nn.Sequential, int]:
+    """``Linear -> ReLU`` blocks of the given widths (the paper's FC nets); returns the
+    body and its output width, for a classifier ``nn.Linear(width, k)`` after it."""
+    layers: list[nn.Module] = []
+    prev = d
+    for h in hidden:
+        layers += [nn.Linear(prev, h), nn.ReLU()]
+        prev = h
+    return nn.Sequential(*layers), prev

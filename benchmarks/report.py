@@ -292,3 +292,14 @@ def write_results(out_dir: Path, suite: str, result: dict[str, Any], meta: dict[
 
 def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def boundary_panel(ax: Any, gx: Any, gy: Any, pred: Any, x: Any, y: Any, title: str) -> None:
+    """One decision-boundary panel: predicted regions on a grid, the training points on top."""
+    k = int(max(int(pred.max()), int(y.max()))) + 1
+    ax.contourf(gx, gy, pred, levels=[-0.5 + c for c in range(k + 1)], cmap="coolwarm", alpha=0.35)
+    ax.scatter(x[:, 0], x[:, 1], c=y, cmap="coolwarm", s=3)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_aspect("equal")

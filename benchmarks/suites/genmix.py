@@ -32,7 +32,8 @@ from torch import nn
 
 import mixkit
 from benchmarks.common import log, mean_std, progress
-from benchmarks.report import PAPER_TABLE15, fmt, md_table
+from benchmarks.models import relu_mlp
+from benchmarks.report import PAPER_TABLE15, boundary_panel, fmt, md_table
 
 METHODS = ("vanilla", "mixup", "manifold_mixup", "genmix")
 LABEL = {"vanilla": "Vanilla", "mixup": "Mixup", "manifold_mixup": "Manifold mixup",
@@ -45,20 +46,11 @@ class MLP(nn.Module):
 
     def __init__(self, d: int, k: int, hidden: tuple[int, ...] = (64, 128, 128)) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        prev = d
-        for h in hidden:
-            layers += [nn.Linear(prev, h), nn.ReLU()]
-            prev = h
-        self.body = nn.Sequential(*layers)
-        self.fc = nn.Linear(prev, k)
+        self.body, width = relu_mlp(d, hidden)
+        self.fc = nn.Linear(width, k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.body(x))
-
-
-def _soft_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return -(y * F.log_softmax(logits, -1)).sum(-1).mean()
 
 
 def train_one(method: str, x: torch.Tensor, y: torch.Tensor, xv: torch.Tensor, yv: torch.Tensor,
@@ -87,15 +79,15 @@ def train_one(method: str, x: torch.Tensor, y: torch.Tensor, xv: torch.Tensor, y
                 loss = F.cross_entropy(net(xb), yb)
             elif method == "mixup":
                 mb = mixer(xb, yb, generator=g)
-                loss = _soft_ce(net(mb.x), mb.y)
+                loss = F.cross_entropy(net(mb.x), mb.y)
             elif method == "manifold_mixup":
                 logits, y_soft = wrapper(xb, yb, generator=g)
-                loss = _soft_ce(logits, y_soft)
+                loss = F.cross_entropy(logits, y_soft)
             else:  # genmix: the original batch plus its GenMix points (appendix F)
                 mb = mixer(xb, yb, generator=g)
                 xs = torch.cat([xb, mb.x])
                 ys = torch.cat([F.one_hot(yb, k).float(), mb.y.float()])
-                loss = _soft_ce(net(xs), ys)
+                loss = F.cross_entropy(net(xs), ys)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -175,12 +167,7 @@ def plot(name: str, nets: dict[str, Any], out_dir: Path) -> str:
                                 torch.linspace(float(lo[1]), float(hi[1]), 200), indexing="xy")
         with torch.no_grad():
             pred = net(torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)).argmax(1).reshape(200, 200)
-        ax.contourf(gx, gy, pred, levels=[-0.5, 0.5, 1.5], cmap="coolwarm", alpha=0.35)
-        ax.scatter(x[:, 0], x[:, 1], c=y, cmap="coolwarm", s=3)
-        ax.set_title(LABEL[m], fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_aspect("equal")
+        boundary_panel(ax, gx, gy, pred, x, y, LABEL[m])
     fig.suptitle(f"{DATASETS[name]}: decision boundaries (seed 0)", fontsize=10)
     fig.tight_layout()
     path = out_dir / f"genmix_{name}.png"

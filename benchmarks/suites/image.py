@@ -28,6 +28,7 @@ from torch import nn
 
 import mixkit
 from benchmarks.common import log, mean_std, progress
+from benchmarks.models import relu_mlp
 from benchmarks.report import PAPER_TABLE7, fmt, md_table
 
 METHODS = ("vanilla", "mixup", "mixup+genlabel", "manifold_mixup", "manifold_mixup+genlabel")
@@ -50,20 +51,12 @@ class SmallCNN(nn.Module):
                 nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                 nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
             flat, hidden = 32 * (side // 4) ** 2, (84,)
-        layers: list[nn.Module] = [nn.Flatten()]
-        prev = flat
-        for h in hidden:
-            layers += [nn.Linear(prev, h), nn.ReLU()]
-            prev = h
-        self.body = nn.Sequential(*layers)
-        self.fc = nn.Linear(prev, k)
+        mlp, width = relu_mlp(flat, hidden)
+        self.body = nn.Sequential(nn.Flatten(), *mlp)
+        self.fc = nn.Linear(width, k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.body(self.features(x)))
-
-
-def _soft_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return -(y * F.log_softmax(logits, -1)).sum(-1).mean()
 
 
 def load(name: str, data_dir: Path | None, smoke: bool) -> dict[str, Any] | str:
@@ -131,15 +124,15 @@ def train_one(method: str, data: dict[str, Any], name: str, epochs: int, seed: i
             xb, yb = x[rows], y[rows]
             if online is not None:
                 logits, y_soft = online.step(model, xb, yb)
-                loss = _soft_ce(logits, y_soft)
+                loss = F.cross_entropy(logits, y_soft)
             elif method == "vanilla":
                 loss = F.cross_entropy(net(xb), yb)
             elif method == "mixup":
                 mb = mixer(xb, yb, generator=g)
-                loss = _soft_ce(net(mb.x), mb.y)
+                loss = F.cross_entropy(net(mb.x), mb.y)
             else:
                 logits, y_soft = model(xb, yb, generator=g)
-                loss = _soft_ce(logits, y_soft)
+                loss = F.cross_entropy(logits, y_soft)
             opt.zero_grad()
             loss.backward()
             opt.step()

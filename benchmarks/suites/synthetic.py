@@ -32,7 +32,7 @@ import torch
 import mixkit
 from benchmarks.batched import ModelSpec, Stream, TrainConfig, evaluate, train_batched
 from benchmarks.common import log, mean_std, progress
-from benchmarks.report import PAPER_TABLE1, PAPER_TABLE10_GAMMA, fmt, md_table
+from benchmarks.report import PAPER_TABLE1, PAPER_TABLE10_GAMMA, boundary_panel, fmt, md_table
 
 #: name -> (generator args for train/val/test, hidden widths, epochs)
 DATASETS = {
@@ -133,13 +133,7 @@ def plot_boundaries(name: str, res: Any, specs: list[ModelSpec], stream: Stream,
     fig, axes = plt.subplots(1, len(first), figsize=(3.2 * len(first), 3.2), squeeze=False)
     for ax, i in zip(axes[0], first):
         pred = logits[i].argmax(-1).reshape(n, n)
-        ax.contourf(gx, gy, pred, levels=[-0.5 + c for c in range(int(logits.shape[-1]) + 1)],
-                    cmap="coolwarm", alpha=0.35)
-        ax.scatter(x[:, 0], x[:, 1], c=y, cmap="coolwarm", s=3)
-        ax.set_title(METHOD_LABEL[specs[i].tag["method"]], fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_aspect("equal")
+        boundary_panel(ax, gx, gy, pred, x, y, METHOD_LABEL[specs[i].tag["method"]])
     fig.suptitle(f"{LABEL[name]}: decision boundaries (seed 0, best validation epoch)", fontsize=10)
     fig.tight_layout()
     path = out_dir / f"decision_{name}{suffix}.png"
