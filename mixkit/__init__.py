@@ -10,7 +10,7 @@ from mixkit.genlabel import GenLabel
 from mixkit.genmix_dataset import genmix_dataset
 from mixkit.hookspecs import hookimpl
 from mixkit.latent import OnlineGenLabel, frozen_features
-from mixkit.mixers import CutMix, GenMix, ManifoldMixup, Mixer, Mixup
+from mixkit.mixers import CutMix, GenMix, ManifoldMixup, Mixer, MixParams, Mixup
 from mixkit.registry import (
     Component,
     PluginCollisionError,
@@ -38,6 +38,7 @@ __all__ = [
     "Gaussian",
     "MixedBatch",
     "Mixer",
+    "MixParams",
     "Mixup",
     "NotFittedError",
     "OnlineGaussian",

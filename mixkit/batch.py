@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mixkit._validation import as_class_ids, as_tensor, check_finite, check_id_range, check_soft_labels
+
 
 @dataclass
 class MixedBatch:
@@ -79,69 +81,49 @@ class MixedBatch:
         yield self.y
 
 
-def check_finite(x: Tensor, what: str = "x") -> None:
-    """Raise a ValueError naming ``what`` if ``x`` holds NaN or Inf."""
-    # NaN and Inf propagate into the sum, so one reduction (no bool tensor) checks the batch;
-    # float32 accumulation keeps a half-precision batch from overflowing into a false alarm
-    if x.is_floating_point() and not bool(torch.isfinite(x.sum(dtype=torch.float32 if x.itemsize < 4 else None))):
-        n_bad = int((~torch.isfinite(x)).sum())
-        if n_bad == 0:
-            return  # the values are finite; only their sum overflowed
-        raise ValueError(
-            f"{what} contains {n_bad} NaN/Inf value(s); clean or impute them before mixing "
-            "(e.g. torch.nan_to_num, or drop those rows)"
-        )
-
-
 def to_soft_labels(
-    y: Tensor, num_classes: int | None = None, dtype: torch.dtype = torch.float32
+    y: Tensor, num_classes: int | None = None, dtype: torch.dtype = torch.float32, *, check: bool = True
 ) -> Tensor:
-    """Class ids ``(B,)`` or soft labels ``(B, K)`` -> soft labels ``(B, K)`` of ``dtype``.
+    """Class ids ``(B,)`` / ``(B, 1)`` or soft labels ``(B, K)`` -> soft labels ``(B, K)`` of ``dtype``.
 
-    Class ids are checked against ``[0, num_classes)``; soft labels must be
-    non-negative with rows summing to 1 (within 1e-3).
+    With ``check`` (the default; it reads values, so the hot path passes
+    :func:`mixkit._validation.should_validate`), class ids are checked against
+    ``[0, num_classes)`` and soft labels must be finite, non-negative, with rows
+    summing to 1 within 1e-3. Soft rows are renormalised to sum to 1 exactly.
     """
-    if not torch.is_tensor(y):
-        y = torch.as_tensor(y)
-    if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1 and not y.is_floating_point()):
-        y = y.reshape(-1)
-        if y.is_floating_point():
-            if not bool(torch.all(y == y.round())):
-                raise ValueError("1-D labels must be integer class ids; pass soft labels as (B, K)")
-            y = y.long()
-        if num_classes is None:
-            raise ValueError(
-                "labels are class ids, so num_classes is needed to build soft labels "
-                "(pass num_classes=K, the number of classes in the dataset)"
-            )
-        check_labels(y, num_classes)
-        return torch.nn.functional.one_hot(y.long(), num_classes).to(dtype)
-    if y.ndim == 2:
+    y = as_tensor(y, "labels")
+    if y.ndim == 2 and y.shape[1] != 1:  # (B, 1) is a column of ids, not one-class soft labels
         if num_classes is not None and y.shape[1] != num_classes:
-            raise ValueError(
-                f"soft labels have {y.shape[1]} columns but num_classes={num_classes}"
-            )
+            raise ValueError(f"soft labels have {y.shape[1]} columns but num_classes={num_classes}")
         y = y.to(dtype)
-        check_finite(y, "soft labels")
-        if bool((y < 0).any()) or not torch.allclose(
-            y.sum(1), torch.ones((), dtype=dtype, device=y.device), atol=1e-3
-        ):
-            raise ValueError("soft labels must be non-negative with rows summing to 1")
-        return y
-    raise ValueError(f"labels must be class ids (B,) or soft labels (B, K); got shape {tuple(y.shape)}")
+        if check:
+            check_soft_labels(y)
+        return y / y.sum(1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
+    if y.ndim not in (1, 2):
+        raise ValueError(f"labels must be class ids (B,) or soft labels (B, K); got shape {tuple(y.shape)}")
+    ids = as_class_ids(y, num_classes, check=check)
+    if num_classes is None:
+        raise ValueError(
+            "labels are class ids, so num_classes is needed to build soft labels "
+            "(pass num_classes=K, the number of classes in the dataset)"
+        )
+    # scatter instead of F.one_hot: one_hot reads min/max of the ids (a host sync on CUDA)
+    out = torch.zeros((ids.shape[0], num_classes), dtype=dtype, device=ids.device)
+    return out.scatter_(1, ids[:, None], 1.0)
 
 
 def check_labels(y: Tensor, num_classes: int) -> None:
     """Raise a ValueError unless ``y`` holds integer class ids in ``[0, num_classes)``."""
     if y.is_floating_point() or y.dtype == torch.bool:
         raise ValueError(f"class ids must be an integer tensor, got {y.dtype}")
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise ValueError(
-            f"labels must lie in [0, {num_classes}) but range over [{int(y.min())}, {int(y.max())}]; "
-            "check num_classes or remap the labels to 0..K-1"
-        )
+    check_id_range(y.long(), num_classes)
 
 
 def class_ids(y: Tensor) -> Tensor:
-    """Class ids ``(B,)`` from class ids or soft labels (argmax)."""
+    """Class ids ``(B,)`` from class ids (``(B,)`` or ``(B, 1)``) or soft labels ``(B, K)`` (argmax)."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        return y.reshape(-1).long()
     return y.argmax(1) if y.ndim == 2 else y.reshape(-1).long()
+
+
+__all__ = ["MixedBatch", "check_finite", "check_labels", "class_ids", "to_soft_labels"]

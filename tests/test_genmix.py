@@ -39,7 +39,8 @@ def pair_ratio(density, x, c_a, c_b):
 
 def drawn(mixer, n):
     """The lam and partners a freshly seeded mixer draws on its first call."""
-    return mixer.draw(n, torch.Generator().manual_seed(mixer.seed))
+    p = mixer.draw(n, (n,), torch.Generator().manual_seed(mixer.seed))
+    return p.lam, p.index
 
 
 class StudentT(Density):

@@ -14,15 +14,16 @@ from mixkit.registry import PluginCollisionError, Registry, UnknownComponentErro
 PLUGIN_SRC = textwrap.dedent(
     '''
     import torch
-    from mixkit import Mixer, MixedBatch, hookimpl
+    from mixkit import Mixer, MixParams, hookimpl
 
     class Identity(Mixer):
         """Identity: leaves the batch unmixed (a third-party test mixer)."""
 
-        def mix(self, x, y_soft, labels, generator):
-            idx = torch.arange(x.shape[0], device=x.device)
-            lam = torch.ones(x.shape[0], device=x.device)
-            return MixedBatch(x.clone(), y_soft, lam, idx, labels, y_soft)
+        def draw(self, n, shape, generator, lam=None):
+            return MixParams(torch.ones(n, dtype=torch.float64), torch.arange(n))
+
+        def mix_inputs(self, x, params):
+            return x.clone()
 
     @hookimpl
     def mixkit_mixers():

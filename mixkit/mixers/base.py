@@ -1,26 +1,78 @@
-"""The Mixer base class: turns a batch ``(x, y)`` into a :class:`MixedBatch`."""
+"""The mixer contract: ``prepare -> draw -> apply``, as torchvision's transforms split it.
+
+Every mixer turns a batch ``(x, y)`` into a :class:`MixedBatch` in three steps:
+
+* :meth:`Mixer.prepare` converts and (where it costs nothing, see
+  :func:`mixkit._validation.should_validate`) checks the batch: float inputs, soft
+  labels ``(B, K)``, class ids ``(B,)``;
+* :meth:`Mixer.draw` draws everything random for one batch from a
+  ``torch.Generator`` into a :class:`MixParams` (``lam``, partner ``index``, a
+  ``box`` for CutMix): a few numbers on the CPU, the same on every device;
+* :meth:`Mixer.apply` applies them: :meth:`mix_inputs` to ``x`` (or to any
+  tensor with the batch first, e.g. a hidden state) and :meth:`mix_labels` to the
+  soft labels.
+
+Because the draw is apart from the application, a fixed ``lam`` or pre-drawn
+parameters can be passed (``mixer(x, y, lam=0.5)``, ``mixer(x, y, params=p)``),
+composite mixers pick a mixer and reuse its draw, and model-side code (manifold
+mixup) mixes hidden states with exactly the parameters that mix the labels.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from mixkit.batch import MixedBatch, check_finite, class_ids, to_soft_labels
+from mixkit._validation import as_tensor, check_finite, check_float_dtype, check_int, should_validate
+from mixkit.batch import MixedBatch, class_ids, to_soft_labels
 from mixkit.random import make_generator
 
 
-class Mixer:
-    """Base class of mixers.
+@dataclass
+class MixParams:
+    """What a mixer drew for one batch (CPU tensors; moved to the batch's device on apply).
 
-    Subclasses implement :meth:`mix`, which receives validated float inputs,
-    soft labels and a generator. Calling the mixer validates and converts the
-    inputs, never modifies them, and keeps every draw on ``generator``.
+    Attributes:
+        lam: ``(B,)`` float64, the weight of each row's own sample (for CutMix, the
+            share of its own pixels after the box was clipped, when ``correct_lam``).
+        index: ``(B,)`` long, the partner of each row.
+        box: CutMix boxes ``(m, 4)`` long as ``(top, bottom, left, right)``, with
+            ``m = 1`` (one box for the batch) or ``B``; ``None`` for other mixers.
+        extra: anything else a mixer needs to apply its draw (kept as given).
+    """
+
+    lam: Tensor
+    index: Tensor
+    box: Tensor | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.index.shape[0]
+
+    def replace(self, **changes: Any) -> MixParams:
+        return replace(self, **changes)
+
+
+class Mixer:
+    """Base class of mixers (see the module docstring for the contract).
+
+    Subclasses implement :meth:`draw` and :meth:`mix_inputs` (and
+    :meth:`mix_labels` when labels do not mix with ``lam``); :meth:`__call__`
+    ("do not override") runs prepare, draw, apply. Calling a mixer never modifies
+    its inputs.
 
     Args:
         num_classes: number of classes; needed when labels are class ids.
-        seed: seed of the mixer's own generator; ``None`` draws one from
-            torch's global RNG on first use (so ``torch.manual_seed`` repeats runs).
-        label_dtype: dtype of the soft labels (float32 or float64).
+        seed: seed of the mixer's own generator; ``None`` draws one from torch's
+            global RNG on first use (so ``torch.manual_seed`` repeats runs).
+        label_dtype: dtype of the soft labels (a floating dtype).
+        validate: check values of every batch (NaN/Inf, id ranges, label sums).
+            ``None`` (default): on CPU batches, where a check is a cheap reduction,
+            and off on accelerators and under ``torch.compile``, where it would
+            force a host sync; ``True``/``False``: always / never.
     """
 
     def __init__(
@@ -29,12 +81,12 @@ class Mixer:
         *,
         seed: int | None = None,
         label_dtype: torch.dtype = torch.float32,
+        validate: bool | None = None,
     ) -> None:
-        if num_classes is not None and int(num_classes) < 1:
-            raise ValueError(f"num_classes must be positive, got {num_classes}")
-        self.num_classes = None if num_classes is None else int(num_classes)
-        self.seed = seed
-        self.label_dtype = label_dtype
+        self.num_classes = check_int("num_classes", num_classes, 1, allow_none=True)
+        self.seed = check_int("seed", seed, allow_none=True)
+        self.label_dtype = check_float_dtype("label_dtype", label_dtype)
+        self.validate = validate
         self._generator: torch.Generator | None = None
 
     @property
@@ -62,36 +114,85 @@ class Mixer:
             self._generator = torch.Generator()
             self._generator.set_state(gen_state)
 
+    # -- the contract ----------------------------------------------------------------------
+
     def prepare(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Validate a batch; return float inputs, soft labels and class ids."""
-        if not torch.is_tensor(x):
-            x = torch.as_tensor(x)
-        if not torch.is_tensor(y):
-            y = torch.as_tensor(y)
+        """Convert (and check, see ``validate``) a batch: float inputs, soft labels, class ids."""
+        x = as_tensor(x, "x")
+        y = as_tensor(y, "y")
         if x.ndim < 1 or x.shape[0] == 0:
             raise ValueError(f"x must be a non-empty batch (B, ...), got shape {tuple(x.shape)}")
+        if y.ndim < 1:
+            raise ValueError(f"y must hold one label per sample (B,) or (B, K), got a 0-d tensor {y!r}")
         if y.shape[0] != x.shape[0]:
-            raise ValueError(
-                f"x has {x.shape[0]} samples but y has {y.shape[0]}; pass one label per sample"
-            )
+            raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}; pass one label per sample")
         if not x.is_floating_point():
             x = x.float()  # integer images are mixed in float, in their own value range
-        check_finite(x, "x")
-        y_soft = to_soft_labels(y.to(x.device), self.num_classes, self.label_dtype)
-        return x, y_soft, class_ids(y.to(x.device))
+        check = should_validate(self.validate, x)
+        if check:
+            check_finite(x, "x")
+        y = y.to(x.device)
+        y_soft = to_soft_labels(y, self.num_classes, self.label_dtype, check=check)
+        return x, y_soft, class_ids(y) if y.ndim == 1 or y.shape[1] == 1 else y_soft.argmax(1)
 
-    def mix(self, x: Tensor, y_soft: Tensor, labels: Tensor, generator: torch.Generator) -> MixedBatch:
+    def draw(self, n: int, shape: torch.Size | tuple[int, ...], generator: torch.Generator,
+             lam: float | Tensor | None = None) -> MixParams:
+        """Draw the parameters for a batch of ``n`` inputs shaped ``shape`` (``lam``: fixed)."""
         raise NotImplementedError
 
-    def __call__(self, x: Tensor, y: Tensor, *, generator: torch.Generator | None = None) -> MixedBatch:
+    def mix_inputs(self, x: Tensor, params: MixParams) -> Tensor:
+        """Mix ``x`` ``(B, ...)`` (inputs or any hidden state) with ``params``; a new tensor."""
+        raise NotImplementedError
+
+    def mix_labels(self, y_soft: Tensor, params: MixParams) -> Tensor:
+        """``lam * y + (1 - lam) * y[index]``, a new tensor."""
+        index = params.index.to(y_soft.device, non_blocking=True)
+        lam = params.lam.to(y_soft.device, y_soft.dtype, non_blocking=True)[:, None]
+        return y_soft.index_select(0, index).lerp_(y_soft, lam)
+
+    def apply(self, x: Tensor, y_soft: Tensor, labels: Tensor, params: MixParams) -> MixedBatch:
+        """Apply drawn ``params`` to a prepared batch."""
+        y_mix = self.mix_labels(y_soft, params)
+        dev = x.device
+        return MixedBatch(
+            self.mix_inputs(x, params), y_mix, params.lam.to(dev, torch.float32, non_blocking=True),
+            params.index.to(dev, non_blocking=True), labels, y_mix.clone(),
+        )
+
+    def __call__(
+        self,
+        x: Tensor,
+        y: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        lam: float | Tensor | None = None,
+        params: MixParams | None = None,
+    ) -> MixedBatch:
+        """Mix a batch: prepare, draw (unless ``params`` are given; ``lam`` fixes lam), apply."""
         x, y_soft, labels = self.prepare(x, y)
-        return self.mix(x, y_soft, labels, generator if generator is not None else self.generator)
+        if params is None:
+            params = self.draw(x.shape[0], x.shape, generator if generator is not None else self.generator, lam)
+        elif len(params) != x.shape[0]:
+            raise ValueError(f"params were drawn for {len(params)} samples but the batch has {x.shape[0]}")
+        return self.apply(x, y_soft, labels, params)
 
     def extra_repr(self) -> str:
         return ""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def fixed_lam(lam: float | Tensor, n: int) -> Tensor:
+    """A fixed ``lam`` (a float or ``(n,)``) as the ``(n,)`` float64 CPU tensor a draw returns."""
+    t = torch.as_tensor(lam, dtype=torch.float64).detach().cpu()
+    if t.ndim == 0:
+        t = t.expand(n)
+    if t.shape != (n,):
+        raise ValueError(f"lam must be a float or a ({n},) tensor, got shape {tuple(t.shape)}")
+    if not bool(((t >= 0) & (t <= 1)).all()):
+        raise ValueError("lam must lie in [0, 1]")
+    return t
 
 
 def random_partners(n: int, generator: torch.Generator, device: torch.device) -> Tensor:

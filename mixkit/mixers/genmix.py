@@ -49,7 +49,7 @@ from torch import Tensor
 from mixkit.batch import MixedBatch
 from mixkit.densities.base import Density, NotFittedError
 from mixkit.densities.gaussian import Gaussian
-from mixkit.mixers.base import Mixer
+from mixkit.mixers.base import Mixer, MixParams, fixed_lam
 from mixkit.random import sample_beta
 from mixkit.registry import create_density
 
@@ -440,23 +440,30 @@ class GenMix(Mixer):
             )
         return super().prepare(x, y)
 
-    def draw(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """Draw ``lam`` ``(n,)`` (float64, CPU) and the partner permutation (CPU)."""
-        if self.lam is None:
-            lam = sample_beta(self.alpha, self.alpha, n, generator)
+    def draw(self, n: int, shape: torch.Size | tuple[int, ...], generator: torch.Generator,
+             lam: float | Tensor | None = None) -> MixParams:
+        """Draw the target ratios ``lam`` ``(n,)`` (float64, CPU) and the partner permutation."""
+        if lam is not None:
+            lam_t = fixed_lam(lam, n)
+        elif self.lam is None:
+            lam_t = sample_beta(self.alpha, self.alpha, n, generator)
         else:
-            lam = torch.full((n,), self.lam, dtype=torch.float64)
-        return lam, torch.randperm(n, generator=generator)
+            lam_t = torch.full((n,), self.lam, dtype=torch.float64)
+        return MixParams(lam_t, torch.randperm(n, generator=generator))
 
-    def mix(
-        self, x: Tensor, y_soft: Tensor, labels: Tensor, generator: torch.Generator
-    ) -> MixedBatch:
+    def mix_inputs(self, x: Tensor, params: MixParams) -> Tensor:
+        raise TypeError(
+            "GenMix places points from the class labels of each pair, so it cannot mix inputs "
+            "alone (e.g. hidden states); call it on (x, y) or use mixer.apply(x, y_soft, labels, params)"
+        )
+
+    def apply(self, x: Tensor, y_soft: Tensor, labels: Tensor, params: MixParams) -> MixedBatch:
         density = self.density
         check_density_ready(density)
         n, dev = x.shape[0], x.device
         density.follow_device(dev, "GenMix")
-        lam64, perm = self.draw(n, generator)
-        index = perm.to(dev, non_blocking=True)
+        lam64 = params.lam
+        index = params.index.to(dev, non_blocking=True)
         flat = flat_inputs(x, density)
         partner = flat[index]
         c_i, c_j = labels, labels[index]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mixkit.batch import MixedBatch
-from mixkit.mixers.base import Mixer, lam_view, random_partners
+from mixkit._validation import check_positive
+from mixkit.mixers.base import Mixer, MixParams, fixed_lam, lam_view, random_partners
 from mixkit.random import sample_beta
 
 
@@ -17,7 +17,7 @@ class Mixup(Mixer):
         alpha: Beta parameter; 1.0 draws lam uniformly.
         num_classes: number of classes (needed for class-id labels).
         per_sample: one lam per sample instead of one per batch.
-        seed: seed of the mixer's generator (see :class:`Mixer`).
+        seed, label_dtype, validate: see :class:`Mixer`.
 
     Works on any input shape ``(B, ...)`` and any batch size, 1 included (a
     single sample is mixed with itself, which leaves it unchanged).
@@ -31,36 +31,35 @@ class Mixup(Mixer):
         per_sample: bool = False,
         seed: int | None = None,
         label_dtype: torch.dtype = torch.float32,
+        validate: bool | None = None,
     ) -> None:
-        super().__init__(num_classes, seed=seed, label_dtype=label_dtype)
-        if alpha <= 0:
-            raise ValueError(f"alpha must be positive, got {alpha}")
-        self.alpha = float(alpha)
+        super().__init__(num_classes, seed=seed, label_dtype=label_dtype, validate=validate)
+        self.alpha = check_positive("alpha", alpha)
         self.per_sample = bool(per_sample)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, num_classes={self.num_classes}, per_sample={self.per_sample}"
 
-    def draw(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """Draw ``lam`` ``(n,)`` (float64, CPU) and the partner permutation (CPU)."""
+    def draw_lam(self, n: int, generator: torch.Generator) -> Tensor:
+        """``(n,)`` float64 draws of lam: one per sample, or one expanded over the batch."""
         m = n if self.per_sample else 1
-        lam = sample_beta(self.alpha, self.alpha, m, generator).expand(n)
-        return lam, torch.randperm(n, generator=generator)
+        return sample_beta(self.alpha, self.alpha, m, generator).expand(n)
 
-    def mix(self, x: Tensor, y_soft: Tensor, labels: Tensor, generator: torch.Generator) -> MixedBatch:
-        n = x.shape[0]
-        lam64, perm = self.draw(n, generator)
-        index = perm.to(x.device, non_blocking=True)
+    def draw(self, n: int, shape: torch.Size | tuple[int, ...], generator: torch.Generator,
+             lam: float | Tensor | None = None) -> MixParams:
+        lam_t = self.draw_lam(n, generator) if lam is None else fixed_lam(lam, n)
+        return MixParams(lam_t, torch.randperm(n, generator=generator))
+
+    def mix_inputs(self, x: Tensor, params: MixParams) -> Tensor:
+        index = params.index.to(x.device, non_blocking=True)
         partner = x.index_select(0, index)  # a fresh tensor: the in-place lerp never touches x
-        if self.per_sample:
-            weight = lam_view(lam64.to(x.device, x.dtype, non_blocking=True), x)
+        lam = params.lam
+        if lam.stride(0) == 0 or lam.numel() == 1:  # one lam for the batch: a Python scalar
+            weight: Tensor | float = float(lam[0])
         else:
-            weight = float(lam64[0])
+            weight = lam_view(lam.to(x.device, x.dtype, non_blocking=True), x)
         # x_j + lam * (x_i - x_j) = lam * x_i + (1 - lam) * x_j in one pass over the batch
-        x_mix = partner.lerp_(x, weight)
-        lam_y = lam64.to(x.device, y_soft.dtype, non_blocking=True)[:, None]
-        y_mix = y_soft.index_select(0, index).lerp_(y_soft, lam_y)
-        return MixedBatch(x_mix, y_mix, lam64.to(x.device, torch.float32), index, labels, y_mix)
+        return partner.lerp_(x, weight)
 
 
 __all__ = ["Mixup", "random_partners"]
