@@ -203,6 +203,28 @@ def create_density(name: str, /, **kwargs: Any) -> Any:
     return _registry.create("density", name, **kwargs)
 
 
+def resolve(kind: str, spec: Any, base: type | None = None, /, **kwargs: Any) -> Any:
+    """A component from a registered name (built with ``kwargs``) or an instance (returned as is).
+
+    The one place that turns "a name or an instance" arguments into objects: a name is
+    looked up in the registry; an instance is checked against ``base`` when given, and
+    ``kwargs`` are refused for it (they would be silently ignored).
+    """
+    if isinstance(spec, str):
+        return _registry.create(kind, spec, **kwargs)
+    if kwargs:
+        raise TypeError(
+            f"{kind} keyword arguments ({', '.join(sorted(kwargs))}) are only accepted with a {kind} name; "
+            f"configure the {type(spec).__name__} instance directly"
+        )
+    if base is not None and not isinstance(spec, base):
+        raise TypeError(
+            f"expected a registered {kind} name or a {base.__module__.split('.')[0]}.{base.__name__}, "
+            f"got {type(spec).__name__} {spec!r}"
+        )
+    return spec
+
+
 def register_plugin(plugin: Any, name: str | None = None) -> str:
     """Register a plugin object at run time (tests, notebooks); returns the name it got."""
     return _registry.register(plugin, name)
