@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
-from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 INPUT_KEYS = ("x", "input", "inputs", "image", "images", "img", "pixel_values", "features", "data")
