@@ -5,6 +5,7 @@ from mixkit._version import __version__
 from mixkit.baselines import ExcludeIntrusion, LogisticLabel
 from mixkit.batch import MixedBatch, to_soft_labels
 from mixkit.collate import MixCollate, on_device
+from mixkit.diagnosis import Diagnosis, diagnose
 from mixkit.densities import KDE, Density, Gaussian, NotFittedError, OnlineGaussian
 from mixkit.genlabel import GenLabel
 from mixkit.genmix_dataset import genmix_dataset
@@ -28,6 +29,7 @@ __all__ = [
     "Component",
     "CutMix",
     "Density",
+    "Diagnosis",
     "ExcludeIntrusion",
     "GenLabel",
     "GenMix",
@@ -50,6 +52,7 @@ __all__ = [
     "available",
     "create_density",
     "create_mixer",
+    "diagnose",
     "distributed",
     "frozen_features",
     "genmix_dataset",

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from mixkit._version import __version__
+from mixkit.diagnosis.cli import add_arguments as add_diagnose_arguments
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -38,6 +39,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    from mixkit.diagnosis.cli import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mixkit", description="Mixing-based data augmentation whose labels follow the data."
@@ -54,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--seed", type=int, default=0)
     p_demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     p_demo.set_defaults(func=_cmd_demo)
+    p_diag = sub.add_parser("diagnose", help="will mixup hurt on this data, and which density should relabel it?")
+    add_diagnose_arguments(p_diag)
+    p_diag.set_defaults(func=_cmd_diagnose)
     return parser
 
 
