@@ -1,209 +1,147 @@
-"""Speed: mixing and relabeling cost, as ratios against timm, torchvision and naive references.
+"""Speed: every hot path against its arithmetic floor and its peers, as ratios in one run.
 
-Everything is timed in one run on the same machine and thread count, so the
-ratios are comparable even where the absolute times are not. Timing: after a
-warm-up, the best of several repeats of the mean over many calls.
+Groups (each in :mod:`benchmarks.speed`):
 
-Rows:
-* ``mix``: one batch ``(128, 3, 32, 32)`` with 10 classes mixed by mixkit's
-  ``MixCollate("mixup")`` (called on tensors, as in the training loop), timm's
-  ``Mixup`` (which mixes in place), torchvision's ``v2.MixUp`` and a naive
-  per-sample Python loop;
-* ``relabel``: the GenLabel relabel of a mixed batch of 128 with a full-covariance
-  Gaussian (d = 20, K = 10 and 100) against a naive per-class
-  ``scipy.stats.multivariate_normal.logpdf`` relabel and against one bare matrix
-  product doing the relabel's arithmetic (``B*K*d^2`` multiply-adds);
-* ``scaling`` (full mode): relabel time of every density over batch sizes
-  32..4096 and dimensions up to 512.
+* ``mix``: mixup of one (128, 3, 32, 32) batch: mixkit, its floor (index_select + lerp_),
+  timm's ``Mixup``, torchvision's ``v2.MixUp``, a naive loop;
+* ``pipeline``: samples/s through a 2-worker DataLoader against ``default_collate`` alone,
+  torchvision's RandomChoice([MixUp, CutMix]) pattern and timm's ``FastCollateMixup``;
+* ``density``: each density's ``log_prob`` and GenLabel relabel against the GEMM or kernel
+  sum it must do, at d in {2, 20, 128, 512}, K in {10, 100}, B in {128, 1024};
+* ``neural``: flow, vae, gan relabel at d in {2, 20};
+* ``fit``: fit time by n; ``memory``: peak memory of a streamed fit against a stacked one;
+* ``train``: relabel cost as a share of a timm ResNet-18 training step.
+
+``--device cuda`` runs the same on a GPU (fit and memory stay on the CPU, where they run).
+Absolute times hold only for the machine in ``meta``; the ratios are the result.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-import mixkit
+from benchmarks.speed.memory import memory_rows
+from benchmarks.speed.mixing import mix_rows
+from benchmarks.speed.pipeline import pipeline_rows
+from benchmarks.speed.relabel import density_rows, fit_rows, neural_rows, relabel_vs_matmul
+from benchmarks.speed.training import step_rows
+
+#: the acceptance of issue "Relabel at the speed of arithmetic", checked in every report
+TARGETS = {
+    "mixup_vs_floor": ("<=", 2.0),
+    "mixup_vs_timm": ("<=", 1.0),
+    "pipeline_mixkit_minus_timm": (">=", 0.0),
+    "gaussian_full_d512_K10_B128_vs_gemm": ("<=", 1.5),
+    "gaussian_worst_vs_floor": ("<=", 2.0),
+    "relabel_K10_d20_B128_vs_matmul": ("<=", 3.0),
+    "frozen_relabel_share_of_step": ("<", 0.05),
+    "online_cheap_share_of_step": ("<", 0.05),
+}
 
 
-def timeit(fn: Callable[[], Any], budget: float = 0.25, repeats: int = 5) -> float:
-    """Seconds per call: best of ``repeats`` means, each over about ``budget`` seconds."""
-    for _ in range(3):
-        fn()
-    start = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - start, 1e-7)
-    n = max(1, int(budget / once))
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, (time.perf_counter() - start) / n)
-    return best
+def summarize(rows: list[dict], relabel_case: dict) -> dict[str, Any]:
+    by = {(r["group"], r["method"], r["case"]): r for r in rows}
+    out: dict[str, Any] = {"relabel_K10_d20_B128_vs_matmul": relabel_case["ratio"]}
+    mix = {r["method"]: r for r in rows if r["group"] == "mix"}
+    if "mixkit Mixup" in mix:
+        out["mixup_vs_floor"] = mix["mixkit Mixup"]["vs_floor"]
+        out["mixup_vs_timm"] = mix["mixkit Mixup"]["vs_timm"]
+    pipe = {r["method"]: r["vs_default_collate"] for r in rows if r["group"] == "pipeline"}
+    timm_fast = pipe.get("timm FastCollateMixup (uint8 numpy)")
+    if timm_fast is not None:
+        out["pipeline_mixkit_minus_timm"] = pipe["mixkit MixCollate(mixup)"] - timm_fast
+    gauss = [r for r in rows if r["group"] == "density" and r["method"].startswith("gaussian")]
+    if gauss:
+        out["gaussian_worst_vs_floor"] = max(r["log_prob_vs_floor"] for r in gauss)
+    key = ("density", "gaussian full", "d=512, K=10, B=128")
+    if key in by:
+        out["gaussian_full_d512_K10_B128_vs_gemm"] = by[key]["log_prob_vs_floor"]
+    train = {r["method"]: r["share"] for r in rows if r["group"] == "train"}
+    for method, share in train.items():
+        if method.startswith("frozen-feature") and "relabel" in method:
+            out["frozen_relabel_share_of_step"] = share
+        if method.startswith("OnlineGenLabel") and "every step" not in method:
+            out["online_cheap_share_of_step"] = share
+        if method == "OnlineGenLabel, every step":
+            out["online_every_step_share_of_step"] = share
+    return {k: v for k, v in out.items() if v is not None}
 
 
-def mix_rows(budget: float) -> list[dict]:
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(128, 3, 32, 32, generator=g)
-    y = torch.randint(0, 10, (128,), generator=g)
-    collate = mixkit.MixCollate("mixup", num_classes=10, alpha=1.0, seed=0)
-    timings = {"mixkit MixCollate(mixup)": timeit(lambda: collate(x, y), budget)}
-    try:
-        from timm.data import Mixup as TimmMixup
-
-        timm_mix = TimmMixup(mixup_alpha=1.0, cutmix_alpha=0.0, prob=1.0, label_smoothing=0.0, num_classes=10)
-        x_timm = x.clone()  # timm mixes in place, so it gets its own copy (mixes of mixes stay finite)
-        timings["timm Mixup (in place)"] = timeit(lambda: timm_mix(x_timm, y), budget)
-    except ImportError:
-        pass
-    try:
-        from torchvision.transforms import v2
-
-        tv_mix = v2.MixUp(alpha=1.0, num_classes=10)
-        timings["torchvision v2.MixUp"] = timeit(lambda: tv_mix(x, y), budget)
-    except ImportError:
-        pass
-
-    def naive() -> tuple:
-        lam = float(np.random.beta(1.0, 1.0))
-        perm = torch.randperm(128)
-        out = torch.empty_like(x)
-        y1 = torch.nn.functional.one_hot(y, 10).float()
-        ys = torch.empty_like(y1)
-        for i in range(128):
-            out[i] = lam * x[i] + (1 - lam) * x[perm[i]]
-            ys[i] = lam * y1[i] + (1 - lam) * y1[perm[i]]
-        return out, ys
-
-    timings["naive per-sample loop"] = timeit(naive, budget)
-    ref = timings.get("torchvision v2.MixUp")
-    return [
-        {"group": "mix", "case": "batch (128, 3, 32, 32), K=10", "method": name, "us": t * 1e6,
-         "ratio_vs_torchvision": None if ref is None else t / ref}
-        for name, t in timings.items()
-    ]
+def verdicts(summary: dict[str, Any]) -> dict[str, bool]:
+    ops = {"<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b}
+    return {k: ops[op](summary[k], bound) for k, (op, bound) in TARGETS.items() if k in summary}
 
 
-def relabel_rows(budget: float, k: int, d: int = 20, b: int = 128) -> list[dict]:
-    from scipy.stats import multivariate_normal
-
-    g = torch.Generator().manual_seed(k)
-    n = max(20 * k, 2000)
-    y = torch.arange(n) % k
-    x = torch.randn(n, d, generator=g) + 2 * torch.randn(k, d, generator=g)[y]
-    genlabel = mixkit.GenLabel("gaussian", covariance="full").fit(x, y)
-    batch = mixkit.Mixup(num_classes=k, seed=0)(x[:b], y[:b])
-    density = genlabel.density
-    means = density.means.numpy()
-    covs = density.covariances.numpy()
-    xb = batch.x.numpy()
-
-    def naive() -> np.ndarray:
-        logp = np.stack([multivariate_normal(means[c], covs[c]).logpdf(xb) for c in range(k)], 1)
-        logp -= logp.max(1, keepdims=True)
-        p = np.exp(logp)
-        return p / p.sum(1, keepdims=True)
-
-    w = torch.randn(d, k * d, generator=g)
-    xt = batch.x
-    timings = {
-        "mixkit GenLabel(gaussian full)": timeit(lambda: genlabel(batch), budget),
-        "naive scipy per-class logpdf": timeit(naive, budget),
-        "bare matmul (B*K*d^2 MACs)": timeit(lambda: xt @ w, budget),
-    }
-    ours = timings["mixkit GenLabel(gaussian full)"]
-    return [
-        {"group": "relabel", "case": f"B={b}, d={d}, K={k}", "method": name, "us": t * 1e6,
-         "ratio_vs_genlabel": t / ours}
-        for name, t in timings.items()
-    ]
+def _fmt(v: Any, spec: str = ".2f") -> str:
+    return "" if v is None else format(v, spec)
 
 
-def scaling_rows(budget: float, quick: bool) -> list[dict]:
-    """Relabel time of each density across batch sizes and dimensions (K = 10)."""
-    k = 10
-    batch_sizes = (32, 256, 4096) if quick else (32, 128, 512, 1024, 4096)
-    dims = (2, 20) if quick else (2, 20, 128, 512)
-    densities: dict[str, dict] = {
-        "gaussian full": {"density": "gaussian", "covariance": "full"},
-        "gaussian diag": {"density": "gaussian", "covariance": "diag"},
-        "kde (1000 pts/class)": {"density": "kde", "bandwidth": "scott", "max_points_per_class": 1000},
-    }
-    available = mixkit.available("density")
-    for name, kwargs in (("flow", {"max_epochs": 1}), ("vae", {"max_epochs": 1}), ("gan", {"steps": 10})):
-        if name in available:
-            densities[name] = {"density": name, **kwargs}
-    rows = []
-    g = torch.Generator().manual_seed(1)
-    for d in dims:
-        n = 2000
-        y = torch.arange(n) % k
-        x = torch.randn(n, d, generator=g) + 2 * torch.randn(k, d, generator=g)[y]
-        for label, kwargs in densities.items():
-            if label in ("flow", "vae", "gan") and d > 20:
-                continue  # the neural densities are meant for low-dimensional or latent data
-            kwargs = dict(kwargs)
-            try:
-                genlabel = mixkit.GenLabel(kwargs.pop("density"), **kwargs).fit(x, y)
-            except TypeError as exc:  # a plugin with other argument names: say so, don't guess
-                rows.append({"group": "scaling", "density": label, "d": d, "B": None, "error": str(exc)})
-                continue
-            for b in batch_sizes:
-                idx = torch.randint(0, n, (b,), generator=g)
-                batch = mixkit.Mixup(num_classes=k, seed=0)(x[idx], y[idx])
-                t = timeit(lambda gl=genlabel, mb=batch: gl(mb), budget / 2, repeats=3)
-                rows.append({"group": "scaling", "density": label, "d": d, "B": b, "us": t * 1e6,
-                             "us_per_sample": t * 1e6 / b})
-    return rows
-
-
-def markdown(rows: list[dict]) -> str:
-    lines = ["", "## Mixing one batch", "", "| method | µs / batch | ratio vs torchvision |", "|---|---:|---:|"]
-    for r in rows:
-        if r["group"] == "mix":
-            ratio = "" if r["ratio_vs_torchvision"] is None else f"{r['ratio_vs_torchvision']:.2f}"
-            lines.append(f"| {r['method']} | {r['us']:.1f} | {ratio} |")
-    lines += ["", "## GenLabel relabel of one mixed batch", "",
-              "| case | method | µs / batch | time / GenLabel's |", "|---|---|---:|---:|"]
-    for r in rows:
-        if r["group"] == "relabel":
-            lines.append(f"| {r['case']} | {r['method']} | {r['us']:.1f} | {r['ratio_vs_genlabel']:.2f} |")
-    scaling = [r for r in rows if r["group"] == "scaling"]
-    if scaling:
-        lines += ["", "## Relabel cost by density, batch size and dimension (K = 10)", "",
-                  "| density | d | B | µs / batch | µs / sample |", "|---|---:|---:|---:|---:|"]
-        for r in scaling:
-            if "error" in r:
-                lines.append(f"| {r['density']} | {r['d']} | - | not run: {r['error']} | |")
-            else:
-                lines.append(f"| {r['density']} | {r['d']} | {r['B']} | {r['us']:.1f} | {r['us_per_sample']:.2f} |")
+def markdown(rows: list[dict], summary: dict[str, Any], device: str) -> str:
+    ok = verdicts(summary)
+    lines = ["", f"Device: {device}. Ratios are within this one run.", "", "## Acceptance", "",
+             "| measure | value | target | met |", "|---|---:|---|---|"]
+    for key, (op, bound) in TARGETS.items():
+        if key in summary:
+            lines.append(f"| {key} | {summary[key]:.3f} | {op} {bound} | {'yes' if ok[key] else '**no**'} |")
+        else:
+            lines.append(f"| {key} | not measured | {op} {bound} | |")
+    lines += ["", "## Mixing one batch", "", "| method | µs / batch | × floor | × timm |", "|---|---:|---:|---:|"]
+    lines += [f"| {r['method']} | {r['us']:.1f} | {r['vs_floor']:.2f} | {_fmt(r['vs_timm'])} |"
+              for r in rows if r["group"] == "mix"]
+    pipe = [r for r in rows if r["group"] == "pipeline"]
+    if pipe:
+        lines += ["", f"## DataLoader pipeline ({pipe[0]['case']})", "",
+                  "| collate | samples / s | × default_collate |", "|---|---:|---:|"]
+        lines += [f"| {r['method']} | {r['samples_per_s']:.0f} | {r['vs_default_collate']:.2f} |" for r in pipe]
+    dens = [r for r in rows if r["group"] == "density"]
+    if dens:
+        lines += ["", "## Density scoring and relabel against the arithmetic floor", "",
+                  "| density | case | floor µs | log_prob µs | relabel µs | log_prob × floor | relabel × floor |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r['method']} | {r['case']} | {r['floor_us']:.1f} | {r['log_prob_us']:.1f} | {r['us']:.1f} | "
+                  f"{r['log_prob_vs_floor']:.2f} | {r['relabel_vs_floor']:.2f} |" for r in dens]
+    for group, title in (("neural", "Neural densities (relabel of one batch)"), ("fit", "Fit time")):
+        sel = [r for r in rows if r["group"] == group]
+        if sel:
+            unit = "ms" if group == "neural" else "s"
+            scale = 1e-3 if group == "neural" else 1e-6
+            lines += ["", f"## {title}", "", f"| method | case | {unit} |", "|---|---|---:|"]
+            lines += [f"| {r['method']} | {r['case']} | {r['us'] * scale:.3g} |" for r in sel]
+    mem = [r for r in rows if r["group"] == "memory"]
+    if mem:
+        lines += ["", f"## Memory ({mem[0]['case']})", "",
+                  "| fit on | peak growth MB | stored density MB | data MB |", "|---|---:|---:|---:|"]
+        lines += [f"| {r['method']} | not run: {r['error']} | | |" if "error" in r else
+                  f"| {r['method']} | {r['peak_growth_mb']:.1f} | {r['density_mb']:.2f} | {r['data_mb']:.1f} |"
+                  for r in mem]
+    train = [r for r in rows if r["group"] == "train"]
+    if train:
+        lines += ["", f"## Share of a training step ({train[0]['case']})", "",
+                  "| what | ms | share of the mixup step |", "|---|---:|---:|"]
+        lines += [f"| {r['method']} | {r['us'] / 1e3:.2f} | {100 * r['share']:.1f}% |" for r in train]
     return "\n".join(lines) + "\n"
 
 
-def run(quick: bool = False, seeds: int = 1, out_dir: Path | None = None, smoke: bool = False) -> dict:
-    budget = 0.02 if smoke else 0.1 if quick else 0.3
-    rows = mix_rows(budget)
-    for k in (10, 100):
-        rows += relabel_rows(budget, k)
+def run(quick: bool = False, smoke: bool = False, device: str = "cpu", out_dir: Path | None = None,
+        **_: Any) -> dict:
+    dev = torch.device(device)
+    budget = 0.01 if smoke else 0.05 if quick else 0.2
+    rows = mix_rows(dev, budget)
+    relabel_case = relabel_vs_matmul(dev, budget)
     if not smoke:
-        rows += scaling_rows(budget, quick)
-    summary = {
-        "mixkit_vs_torchvision": next((r["ratio_vs_torchvision"] for r in rows
-                                       if r["method"].startswith("mixkit MixCollate")), None),
-    }
-    for k in (10, 100):
-        case = [r for r in rows if r["group"] == "relabel" and r["case"].endswith(f"K={k}")]
-        by = {r["method"]: r["us"] for r in case}
-        summary[f"K{k}_naive_over_genlabel"] = by["naive scipy per-class logpdf"] / by["mixkit GenLabel(gaussian full)"]
-        summary[f"K{k}_genlabel_over_matmul"] = by["mixkit GenLabel(gaussian full)"] / by["bare matmul (B*K*d^2 MACs)"]
-    md = markdown(rows)
-    md = "\n".join(["", "Summary: " + ", ".join(f"{k} = {v:.2f}" for k, v in summary.items() if v is not None), md])
-    return {"rows": rows, "summary": summary, "markdown": md}
+        rows += pipeline_rows(quick) if dev.type == "cpu" else []
+        rows += density_rows(dev, budget, quick)
+        rows += neural_rows(dev, budget, quick)
+        rows += fit_rows(quick)
+        rows += memory_rows(quick)
+        rows += step_rows(dev, quick)
+    summary = summarize(rows, relabel_case)
+    summary["targets_met"] = verdicts(summary)
+    md = markdown(rows, summary, str(dev))
+    return {"rows": rows, "summary": summary, "relabel_case": relabel_case, "markdown": md}
 
 
 if __name__ == "__main__":
