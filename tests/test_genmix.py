@@ -11,7 +11,8 @@ import torch
 from mixkit import Gaussian, MixCollate, NotFittedError
 from mixkit.densities.base import Density
 from mixkit.genmix_dataset import class_pairs, genmix_dataset
-from mixkit.mixers.genmix import GenMix, intrudes, solve_quadratic_on_unit, solve_segment
+from mixkit.genmix_solver import intrudes, solve_quadratic_on_unit, solve_segment
+from mixkit.mixers.genmix import GenMix
 
 torch.set_num_threads(1)
 
