@@ -197,3 +197,17 @@ def test_bad_arguments():
     fgm, x, y = frozen()
     with pytest.raises(ValueError, match="non-integer"):
         fgm.fit(x, y.double() + 0.5)
+
+
+@pytest.mark.cuda
+def test_online_on_cuda():
+    x, y = data()
+    fgm = FeatureGenMix(nn.Linear(D_FEAT, K), body(), online=True, num_classes=K, seed=0,
+                        intrusion="relabel", memory=None).cuda()
+    fgm.train()
+    for xb, yb in zip(x.cuda().split(60), y.cuda().split(60), strict=True):
+        out = fgm.mix(xb, yb)
+    assert out.logits.is_cuda and fgm.density.class_counts.is_cuda
+    check_distributions(out)
+    out.loss().backward()
+    assert fgm.features[0].weight.grad.abs().sum() > 0

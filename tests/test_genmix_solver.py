@@ -197,3 +197,21 @@ def test_projection_reaches_the_ratio():
     r = torch.sigmoid(lp.gather(1, ca[:, None]) - lp.gather(1, cb[:, None])).squeeze(1)
     assert float(((r - 0.25).abs() <= 1e-4).double().mean()) > 0.9
     assert not pts.requires_grad
+
+
+@pytest.mark.cuda
+def test_cuda_matches_cpu():
+    x, y = blobs(THREE)
+    xa, xb, ca, cb = random_pairs(x, y, 64)
+    lam = torch.full((ca.shape[0],), 0.4, dtype=torch.float64)
+    cpu = Gaussian().fit(x, y)
+    gpu = Gaussian().fit(x.cuda(), y.cuda())
+    ref = solve_segment(cpu, xa, xb, ca, cb, lam)
+    got = solve_segment(gpu, xa.cuda(), xb.cuda(), ca.cuda(), cb.cuda(), lam.cuda())
+    assert got.t.is_cuda
+    torch.testing.assert_close(got.t.cpu(), ref.t, atol=1e-8, rtol=1e-8)
+    assert torch.equal(got.solved.cpu(), ref.solved)
+    bis = solve_segment(NoClosedForm(gpu), xa.cuda(), xb.cuda(), ca.cuda(), cb.cuda(), lam.cuda(),
+                        tol=1e-10)
+    both = (bis.solved & ref.solved).cpu()
+    torch.testing.assert_close(bis.t.cpu()[both], ref.t[both], atol=1e-6, rtol=0)
