@@ -7,6 +7,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.stats import multivariate_normal
 
 from mixkit import Gaussian
@@ -85,6 +87,38 @@ def test_segment_quadratic_is_the_log_ratio_on_the_segment(covariance):
         lp = dens.log_prob(t * xa + (1 - t) * xb)
         f = lp.gather(1, ca[:, None]).squeeze(1) - lp.gather(1, cb[:, None]).squeeze(1)
         assert torch.allclose((a * t + b) * t + c, f, atol=1e-8, rtol=1e-8)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    k=st.integers(2, 4),
+    d=st.integers(1, 5),
+    covariance=st.sampled_from(["full", "diag", "spherical", "tied"]),
+    scale=st.floats(1e-2, 1e2),
+    seed=st.integers(0, 2**16),
+)
+def test_segment_quadratic_property(k, d, covariance, scale, seed):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(k).repeat(8)
+    x = scale * (torch.randn(8 * k, d, generator=g, dtype=torch.float64) + 3 * torch.randn(
+        k, d, generator=g, dtype=torch.float64)[y])
+    dens = Gaussian(covariance=covariance).fit(x, y)
+    xa, xb, ca, cb = random_pairs(x, y, 16, seed)
+    if ca.numel() == 0:
+        return
+    a, b, c = dens.segment_quadratic(xa, xb, ca, cb)
+    for t in (0.0, 0.5, 1.0):
+        lp = dens.log_prob(t * xa + (1 - t) * xb)
+        f = lp.gather(1, ca[:, None]).squeeze(1) - lp.gather(1, cb[:, None]).squeeze(1)
+        tol = 1e-7 * (1 + f.abs())
+        assert bool(((a * t + b) * t + c - f).abs().le(tol).all())
+    # the root found by the solver is where the ratio is lam
+    lam = torch.full((ca.numel(),), 0.3, dtype=torch.float64)
+    sol = solve_segment(dens, xa, xb, ca, cb, lam)
+    pts = sol.t[:, None] * xa + (1 - sol.t[:, None]) * xb
+    lp = dens.log_prob(pts)
+    r = torch.sigmoid(lp.gather(1, ca[:, None]) - lp.gather(1, cb[:, None])).squeeze(1)
+    assert torch.allclose(r[sol.solved], lam[sol.solved], atol=1e-6)
 
 
 def test_segment_quadratic_against_scipy():
