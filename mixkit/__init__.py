@@ -1,6 +1,6 @@
 """mixkit: mixing-based data augmentation for PyTorch whose labels follow the data."""
 
-from mixkit import distributed, latent
+from mixkit import distributed, genmix_solver, latent
 from mixkit._version import __version__
 from mixkit.baselines import ExcludeIntrusion, LogisticLabel
 from mixkit.batch import MixedBatch, to_soft_labels
@@ -56,6 +56,7 @@ __all__ = [
     "distributed",
     "frozen_features",
     "genmix_dataset",
+    "genmix_solver",
     "hookimpl",
     "latent",
     "on_device",

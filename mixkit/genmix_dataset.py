@@ -16,9 +16,10 @@ here. At the paper's ``lambda = 1/2`` (Fig. 13/14) the two agree.
 Two ways to find the points:
 
 * ``"segment"`` (appendix F.2, GenMix+GM): draw a point of ``c1`` and one of ``c2``
-  and solve for the ratio on the segment between them: in closed form for
-  :class:`mixkit.Gaussian` (the QDA quadric ``log p_{c1} - log p_{c2} = logit(lam)``
-  cut with the segment: a quadratic in ``t``), by bisection for any other density;
+  and solve for the ratio on the segment between them (:mod:`mixkit.genmix_solver`):
+  in closed form for a density that offers one (``segment_quadratic``, as
+  :class:`mixkit.Gaussian`: the QDA quadric ``log p_{c1} - log p_{c2} = logit(lam)`` cut
+  with the segment is a quadratic in ``t``), by bisection for any other density;
 * ``"projection"`` (appendix F.3, GenMix+GAN): start from the mixup point of such a
   pair and take projection steps on ``g(x) = log p_{c1}(x) - log p_{c2}(x) - logit(lam)``:
   ``x <- x - g(x) grad g(x) / |grad g(x)|^2`` (the Newton step onto the level set
@@ -31,8 +32,8 @@ Two ways to find the points:
   The paper starts from a random point and takes the two closest classes as the
   pair; Algorithm 4 loops over pairs, which is what is done here.
 
-``method="auto"`` uses the segment closed form for Gaussians and the projection
-otherwise. All candidates of all pairs are solved at once (vectorized); a few
+``method="auto"`` uses the segment when the density has a closed form and the
+projection otherwise. All candidates of all pairs are solved at once (vectorized); a few
 rounds draw new candidates for the pairs still short of ``n_aug``.
 """
 
@@ -45,13 +46,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mixkit.batch import check_finite, check_labels
+from mixkit._validation import as_class_ids, check_finite
 from mixkit.densities.base import Density
-from mixkit.densities.gaussian import Gaussian
-from mixkit.mixers.genmix import (
+from mixkit.genmix_solver import (
     check_density_ready,
+    has_closed_form,
     intrudes,
     pair_log_probs,
+    project_to_ratio,
     solve_segment,
 )
 from mixkit.random import make_generator, sample_beta
@@ -71,8 +73,7 @@ def class_pairs(num_classes: int, pairs: str | Tensor | list = "unordered") -> T
             grid = torch.cartesian_prod(torch.arange(k), torch.arange(k))
             return grid[grid[:, 0] != grid[:, 1]]
         raise ValueError(f"pairs must be 'unordered', 'ordered' or a (P, 2) list, got {pairs!r}")
-    out = torch.as_tensor(pairs, dtype=torch.long).reshape(-1, 2)
-    check_labels(out.reshape(-1), k)
+    out = as_class_ids(torch.as_tensor(pairs).reshape(-1), k, "pairs").reshape(-1, 2)
     if bool((out[:, 0] == out[:, 1]).any()):
         raise ValueError("each pair must hold two different classes")
     return out
@@ -121,7 +122,7 @@ def genmix_dataset(
             ``"auto"`` (data when ``x`` is given).
         max_rounds: rounds of fresh candidates for pairs still short of ``n_aug``.
         oversample: candidates per missing point in each round.
-        tol: bisection tolerance on the segment parameter (non-Gaussian segments).
+        tol: bisection tolerance on the segment parameter (densities without a closed form).
         max_iter: projection steps at most.
         max_step: projection steps are at most this fraction of the distance between
             the pair's two starting points.
@@ -157,7 +158,7 @@ def genmix_dataset(
     if int(max_rounds) < 1 or oversample <= 0 or int(max_iter) < 1 or max_step <= 0:
         raise ValueError("max_rounds, max_iter must be >= 1 and oversample, max_step positive")
     if method == "auto":
-        method = "segment" if isinstance(density, Gaussian) else "projection"
+        method = "segment" if has_closed_form(density) else "projection"
     if source == "auto":
         source = "data" if x is not None else "sample"
     pair_t = class_pairs(k, pairs)
@@ -168,17 +169,16 @@ def genmix_dataset(
             raise ValueError("source='data' needs the training inputs x and labels y")
         x = torch.as_tensor(x)
         y = torch.as_tensor(y, device=x.device)
-        if y.ndim == 2:
+        if y.ndim == 2 and y.shape[1] > 1:
             y = y.argmax(1)
-        if y.is_floating_point():
-            y = y.long()
+        # any integer dtype, (N,) or (N, 1); float ids only when integral (else an error)
+        y = as_class_ids(y, k, "y passed to genmix_dataset")
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
         flat = x.reshape(x.shape[0], -1)
         if not flat.is_floating_point():
             flat = flat.float()
         check_finite(flat, "x")
-        check_labels(y, k)
         device, dtype = flat.device, flat.dtype
         counts = torch.bincount(y, minlength=k).cpu()
         missing = sorted({int(c) for c in pair_t.reshape(-1) if int(counts[c]) == 0})
@@ -243,7 +243,7 @@ def genmix_dataset(
             t = sol.t.to(dtype)[:, None]
             pts = t * x1 + (1 - t) * x2
         else:
-            pts = _project(density, x1, x2, c1, c2, target, eps / 2, int(max_iter), max_step)
+            pts = project_to_ratio(density, x1, x2, c1, c2, target, eps / 2, int(max_iter), max_step)
         pts = pts.to(dtype)
         with torch.no_grad():
             lp = density.log_prob(pts)
@@ -302,48 +302,6 @@ def genmix_dataset(
         **totals,
     }
     return x_aug, y_aug, info
-
-
-def _project(
-    density: Density,
-    x1: Tensor,
-    x2: Tensor,
-    c1: Tensor,
-    c2: Tensor,
-    target: Tensor,
-    eps: float,
-    max_iter: int,
-    max_step: float,
-) -> Tensor:
-    """Projection steps (appendix F.3) from the mixup point at ``t = lam`` toward the level
-    set ``log p_{c1} - log p_{c2} = logit(lam)``, all points at once."""
-    lam_t = target.to(x1.dtype)[:, None]
-    x = (lam_t * x1 + (1 - lam_t) * x2).detach()
-    radius = (max_step * (x1 - x2).norm(dim=1)).to(x.dtype)
-    tgt = target.clamp(1e-12, 1 - 1e-12)
-    logit = (torch.log(tgt) - torch.log1p(-tgt)).to(x.dtype)
-    for _ in range(max_iter):
-        with torch.enable_grad():
-            xr = x.detach().requires_grad_(True)
-            lp1, lp2 = pair_log_probs(density.log_prob(xr), c1, c2)
-            f = lp1 - lp2
-            ratio = torch.sigmoid(f.detach().double())
-            active = ~((ratio - target).abs() <= eps)
-            if not bool(active.any()):
-                break
-            if not f.requires_grad:
-                raise ValueError(
-                    f"method='projection' needs {type(density).__name__}.log_prob to be "
-                    "differentiable in x; use method='segment' (bisection needs log_prob only)"
-                )
-            (grad,) = torch.autograd.grad(f.sum(), xr)
-        g = (f.detach() - logit)[:, None]
-        step = -g * grad / grad.square().sum(1, keepdim=True).clamp_min(1e-30)
-        norm = step.norm(dim=1)
-        step = step * (radius / norm.clamp_min(1e-30)).clamp(max=1.0)[:, None]
-        usable = active & torch.isfinite(step).all(1)
-        x = x + torch.where(usable[:, None], step, torch.zeros_like(step))
-    return x.detach()
 
 
 __all__ = ["class_pairs", "genmix_dataset"]

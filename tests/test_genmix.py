@@ -8,10 +8,11 @@ import warnings
 import pytest
 import torch
 
-from mixkit import Gaussian, MixCollate, NotFittedError
+from mixkit import Gaussian, MixCollate, MixParams, NotFittedError
 from mixkit.densities.base import Density
 from mixkit.genmix_dataset import class_pairs, genmix_dataset
-from mixkit.mixers.genmix import GenMix, intrudes, solve_quadratic_on_unit, solve_segment
+from mixkit.genmix_solver import intrudes, solve_quadratic_on_unit, solve_segment
+from mixkit.mixers.genmix import GenMix
 
 torch.set_num_threads(1)
 
@@ -392,3 +393,92 @@ def test_class_pairs():
     assert class_pairs(3, "ordered").shape == (6, 2)
     with pytest.raises(ValueError):
         class_pairs(3, [(1, 1)])
+
+
+# -- inputs that never break it (issue 13: findings 2, 7, 13) ----------------------------------
+
+
+def test_column_of_class_ids_gives_the_right_labels_and_pairs():
+    x, y = blobs(FOUR)
+    dens = Gaussian().fit(x, y)
+    ref = GenMix(dens, seed=3, intrusion="relabel")(x, y)
+    for col in (y[:, None], y[:, None].int(), y[:, None].to(torch.uint8)):
+        batch = GenMix(dens, seed=3, intrusion="relabel")(x, col)
+        assert torch.equal(batch.labels, y)
+        assert torch.equal(batch.partner_labels, y[batch.index])
+        assert int(batch.info["genmix"]["same_class"]) == int((y == y[batch.index]).sum()) < 100
+        assert torch.equal(batch.x, ref.x) and torch.equal(batch.y, ref.y)
+    # fit with a (N, 1) column: the density learns all four classes, not one
+    mixer = GenMix("gaussian", seed=3, intrusion="relabel").fit(x, y[:, None])
+    assert mixer.density.num_classes == 4
+    assert torch.allclose(mixer.density.means, dens.means)
+    with pytest.raises(ValueError, match="non-integer"):
+        GenMix("gaussian").fit(x, y.double() + 0.5)
+
+
+def test_dataset_class_id_dtypes():
+    x, y = blobs(FOUR)
+    dens = Gaussian().fit(x, y)
+
+    def run(labels):
+        return genmix_dataset(dens, x, labels, 5, generator=torch.Generator().manual_seed(0))
+
+    ref = run(y)
+    for labels in (y.to(torch.uint8), y.to(torch.int16), y.to(torch.int8), y.double(), y[:, None]):
+        out = run(labels)
+        assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1]), labels.dtype
+    with pytest.raises(ValueError, match="non-integer"):
+        run(y.double() + 0.25)  # truncating 0.25 to 0 would be a silent wrong label
+    with pytest.raises(ValueError, match=r"\[0, 4\)"):
+        run(y + 1)
+    with pytest.raises(ValueError, match="bool"):
+        run(y > 1)
+    with pytest.raises(ValueError, match="non-integer"):
+        class_pairs(3, [(0.5, 1)])
+
+
+def _all_intruding_params(n_per_class):
+    # rows of class 0 paired with rows of class 1 and back: every midpoint lands on class 2
+    a = torch.arange(n_per_class)
+    index = torch.cat([a + n_per_class, a])
+    return MixParams(torch.full((2 * n_per_class,), 0.5, dtype=torch.float64), index)
+
+
+@pytest.mark.parametrize("shape", [None, (1, 2, 1)])
+def test_discarding_every_row_gives_a_valid_empty_batch(shape):
+    x, y = blobs(COLLINEAR, n=30, std=0.4, dtype=torch.float32)
+    dens = Gaussian().fit(x, y)
+    x01, y01 = x[:60], y[:60]
+    xin = x01 if shape is None else x01.reshape(60, *shape)
+    mixer = GenMix(dens, intrusion="discard")
+    batch = mixer(xin, y01, params=_all_intruding_params(30))
+    info = batch.info["genmix"]
+    assert int(info["n"]) == 60 and int(info["discarded"]) == 60
+    assert batch.x.shape == (0, *xin.shape[1:]) and batch.x.dtype == torch.float32
+    assert batch.y.shape == (0, 3) and batch.y_mix.shape == (0, 3)
+    assert batch.lam.shape == batch.index.shape == batch.labels.shape == (0,)
+    assert batch.partner_labels.shape == (0,) and batch.labels.dtype == torch.long
+    assert batch.num_classes == 3
+    xs, ys = batch  # unpacks as a training loop expects
+    assert xs.shape[0] == ys.shape[0] == 0
+    again = batch.to("cpu").select(torch.zeros(0, dtype=torch.bool))
+    assert again.x.shape == batch.x.shape
+    assert mixer.stats()["discarded"] == 60
+    # the loss of an empty batch: sum-reduction is 0 (a mean over 0 rows would be NaN)
+    logits = torch.zeros(0, 3, requires_grad=True)
+    assert float(torch.nn.functional.cross_entropy(logits, ys, reduction="sum").detach()) == 0.0
+
+
+def test_dataset_with_no_point_kept_is_empty_not_broken():
+    x, y = blobs(COLLINEAR, n=40, std=0.3)
+    dens = Gaussian().fit(x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x_aug, y_aug, info = genmix_dataset(dens, x, y, 4, pairs=[(0, 1)], max_rounds=2,
+                                            generator=torch.Generator().manual_seed(0),
+                                            return_info=True)
+    assert x_aug.shape == (0, 2) and y_aug.shape == (0, 3)
+    assert x_aug.dtype == torch.float64 and y_aug.dtype == torch.float32
+    assert info["counts"].tolist() == [0] and info["pair_index"].shape == (0,)
+    x0, y0 = genmix_dataset(dens, x, y, 0)
+    assert x0.shape == (0, 2) and y0.shape == (0, 3)

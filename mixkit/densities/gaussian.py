@@ -168,3 +168,77 @@ class Gaussian(Density):
                 f"state was saved with covariance={config['covariance']!r} but this density has "
                 f"covariance={self.covariance!r}; construct it with the same arguments"
             )
+
+    # -- GenMix's closed form on a segment (appendix F.2) ------------------------------------
+
+    def segment_quadratic(
+        self, x_a: Tensor, x_b: Tensor, c_a: Tensor, c_b: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Coefficients ``(a, b, c)`` ``(n,)`` of ``log p_{c_a}(x(t)) - log p_{c_b}(x(t)) =
+        a t^2 + b t + c`` on ``x(t) = t x_a + (1 - t) x_b``, the QDA discriminant restricted
+        to the segment (what :func:`mixkit.genmix_solver.solve_segment` solves in closed form).
+
+        With ``u_c = x_b - mu_c``, ``v = x_a - x_b`` and precision ``P_c``:
+        ``log p_c(x(t)) = L_c - (v'P_c v t^2 + 2 v'P_c u_c t + u_c'P_c u_c) / 2``. Computed
+        from ``means`` and ``covariances`` in float64 (float32 on MPS), relative to the centre
+        of the means; the factorisation (``W_c = L_c^{-T}`` with ``Sigma_c = L_c L_c^T``, or
+        the precisions ``1 / var``) is cached on the instance and rebuilt whenever those
+        buffers are replaced or changed in place (refit, ``load_state_dict``, ``.to``).
+        """
+        self._check_fitted()
+        means, cov = self._buffers["means"], self._buffers["covariances"]
+        # the stamp holds the buffers themselves, so a refit cannot reuse their memory unnoticed
+        versions = (means._version, cov._version)
+        hit = self.__dict__.get("_segment_cache")
+        if hit is None or hit[0] is not means or hit[1] is not cov or hit[2] != versions:
+            dtype = torch.float32 if means.device.type == "mps" else torch.float64
+            m64, c64 = means.to(dtype), cov.to(dtype)
+            k, d = m64.shape
+            shift = m64.mean(0)
+            f: dict[str, Tensor] = {"shift": shift}
+            if c64.ndim == 3:  # full / tied
+                chol = torch.linalg.cholesky(c64)
+                eye = torch.eye(d, dtype=dtype, device=means.device).expand(k, d, d)
+                w = torch.linalg.solve_triangular(chol, eye, upper=False).transpose(1, 2)  # L^{-T}
+                f["w_flat"] = w.permute(1, 0, 2).reshape(d, k * d)
+                f["mean_w"] = torch.einsum("kd,kde->ke", m64 - shift, w)
+                log_det = 2.0 * torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(1)
+            else:  # diag / spherical: variances (K, d)
+                f["prec"] = 1.0 / c64
+                f["means"] = m64 - shift
+                log_det = torch.log(c64).sum(1)
+            f["log_const"] = -0.5 * (log_det + d * math.log(2 * math.pi))
+            hit = (means, cov, versions, f)
+            self.__dict__["_segment_cache"] = hit
+        f = hit[3]
+        dtype, dev = f["shift"].dtype, f["shift"].device
+        xb = x_b.detach().to(dev, dtype) - f["shift"]
+        v = x_a.detach().to(dev, dtype) - f["shift"] - xb
+        c_a, c_b = c_a.to(dev), c_b.to(dev)
+        n, d = xb.shape
+        if "w_flat" in f:
+            k = f["mean_w"].shape[0]
+            chunk = max(1, _CHUNK_ELEMENTS // max(1, k * d))
+            parts = []
+            for s in range(0, n, chunk):  # chunks of rows bound the (rows, K*d) projections
+                sl = slice(s, s + chunk)
+                r = torch.arange(xb[sl].shape[0], device=dev)
+                vw = (v[sl] @ f["w_flat"]).reshape(-1, k, d)
+                uw = (xb[sl] @ f["w_flat"]).reshape(-1, k, d) - f["mean_w"]
+                va, vb = vw[r, c_a[sl]], vw[r, c_b[sl]]
+                ua, ub = uw[r, c_a[sl]], uw[r, c_b[sl]]
+                parts.append(torch.stack([
+                    (va * va).sum(1) - (vb * vb).sum(1),
+                    (va * ua).sum(1) - (vb * ub).sum(1),
+                    (ua * ua).sum(1) - (ub * ub).sum(1),
+                ]))
+            da, db, dc = torch.cat(parts, 1) if parts else xb.new_zeros(3, 0)
+        else:
+            pa, pb = f["prec"][c_a], f["prec"][c_b]
+            ua, ub = xb - f["means"][c_a], xb - f["means"][c_b]
+            da = (v * v * (pa - pb)).sum(1)
+            db = (v * (pa * ua - pb * ub)).sum(1)
+            dc = (pa * ua * ua).sum(1) - (pb * ub * ub).sum(1)
+        log_const = f["log_const"]
+        out = (-0.5 * da, -db, (log_const[c_a] - log_const[c_b]) - 0.5 * dc)
+        return tuple(t.to(x_a.device) for t in out)
