@@ -5,8 +5,8 @@ from mixkit._version import __version__
 from mixkit.baselines import ExcludeIntrusion, LogisticLabel
 from mixkit.batch import MixedBatch, to_soft_labels
 from mixkit.collate import MixCollate, on_device
-from mixkit.diagnosis import Diagnosis, diagnose
 from mixkit.densities import KDE, Density, Gaussian, NotFittedError, OnlineGaussian
+from mixkit.diagnosis import Diagnosis, diagnose
 from mixkit.genlabel import GenLabel
 from mixkit.genmix_dataset import genmix_dataset
 from mixkit.hookspecs import hookimpl

@@ -14,6 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from benchmarks.suites import speed
+
 pytest.importorskip("scipy")
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
@@ -177,6 +179,14 @@ def test_image_smoke(tmp_path) -> None:
 def test_speed_is_wired(tmp_path) -> None:
     payload = _run("speed", tmp_path)
     assert "rows" in payload
-    methods = {row["method"] for row in payload["rows"] if row["group"] == "mix"}
-    assert "mixkit MixCollate(mixup)" in methods and "torchvision v2.MixUp" in methods
-    assert payload["summary"]["K100_naive_over_genlabel"] > 1  # a smoke run, but it must be measured
+    mix = {row["method"]: row for row in payload["rows"] if row["group"] == "mix"}
+    assert {"floor: index_select + lerp_", "mixkit Mixup", "timm Mixup (in place)", "torchvision v2.MixUp"} <= set(mix)
+    assert mix["floor: index_select + lerp_"]["vs_floor"] == 1.0
+    summary = payload["summary"]
+    assert summary["relabel_K10_d20_B128_vs_matmul"] > 0  # a smoke run, but it must be measured
+    assert set(summary["targets_met"]) <= set(speed.TARGETS)
+
+
+def test_speed_verdicts_apply_the_targets() -> None:
+    assert speed.verdicts({"mixup_vs_floor": 1.9, "mixup_vs_timm": 1.1}) == {"mixup_vs_floor": True,
+                                                                           "mixup_vs_timm": False}
