@@ -4,13 +4,13 @@ from mixkit import distributed, latent
 from mixkit._version import __version__
 from mixkit.baselines import ExcludeIntrusion, LogisticLabel
 from mixkit.batch import MixedBatch, to_soft_labels
-from mixkit.collate import MixCollate, on_device
+from mixkit.collate import MixCollate, from_timm, on_device
 from mixkit.densities import KDE, Density, Gaussian, NotFittedError, OnlineGaussian
 from mixkit.genlabel import GenLabel
 from mixkit.genmix_dataset import genmix_dataset
 from mixkit.hookspecs import hookimpl
 from mixkit.latent import OnlineGenLabel, frozen_features
-from mixkit.mixers import CutMix, GenMix, ManifoldMixup, Mixer, MixParams, Mixup
+from mixkit.mixers import CutMix, GenMix, ManifoldMixup, MixChoice, Mixer, MixParams, Mixup
 from mixkit.registry import (
     Component,
     PluginCollisionError,
@@ -34,6 +34,7 @@ __all__ = [
     "KDE",
     "LogisticLabel",
     "ManifoldMixup",
+    "MixChoice",
     "MixCollate",
     "Gaussian",
     "MixedBatch",
@@ -51,6 +52,7 @@ __all__ = [
     "create_density",
     "create_mixer",
     "distributed",
+    "from_timm",
     "frozen_features",
     "genmix_dataset",
     "hookimpl",

@@ -87,7 +87,8 @@ def test_relabel_chain_and_custom_collate():
         return torch.stack([s[0] for s in samples]), torch.stack([s[1] for s in samples]), "meta"
 
     collate = mixkit.MixCollate("mixup", num_classes=3, relabel=chain, collate_fn=dict_collate, seed=0)
-    xm, ym = collate([ds[i] for i in range(32)])
+    xm, ym, meta = collate([ds[i] for i in range(32)])  # extra items pass through
+    assert meta == "meta"
     assert xm.shape[0] == ym.shape[0] <= 32
     torch.testing.assert_close(ym.sum(1), torch.ones(len(ym)))
 
