@@ -40,7 +40,7 @@ from torch.utils.data._utils.collate import default_collate
 from mixkit._validation import check_int, check_range
 from mixkit.batch import MixedBatch
 from mixkit.data import INPUT_KEYS, find_key, unpack
-from mixkit.mixers.base import Mixer
+from mixkit.mixers.base import Mixer, MixParams
 from mixkit.mixers.composite import MixChoice
 from mixkit.random import current_rank, derive_seed, process_seed
 from mixkit.registry import create_mixer
@@ -264,14 +264,19 @@ class MixCollate:
 
     # -- mixing -------------------------------------------------------------------------------
 
-    def mix(self, x: Tensor, y: Tensor, *, inplace: bool = False) -> MixedBatch:
-        """Mix, relabel and smooth ``(x, y)`` on whatever device they are on (``inplace``: x is ours)."""
+    def mix(self, x: Tensor, y: Tensor, *, lam: float | Tensor | None = None, params: MixParams | None = None,
+            inplace: bool = False) -> MixedBatch:
+        """Mix, relabel and smooth ``(x, y)`` on whatever device they are on.
+
+        ``lam`` / ``params`` fix the draw (tests, benchmarks; see :meth:`mixkit.Mixer.__call__`);
+        ``inplace``: ``x`` is the caller's to give up and may be mixed into.
+        """
         if get_worker_info() is not None and (
             (torch.is_tensor(x) and x.is_cuda) or (torch.is_tensor(y) and y.is_cuda)
         ):
             raise RuntimeError(_CUDA_IN_WORKER)
         if self.active:
-            batch = self.mixer(x, y, generator=self.generator(), inplace=inplace)
+            batch = self.mixer(x, y, generator=self.generator(), lam=lam, params=params, inplace=inplace)
         else:
             batch = self.mixer.unmixed(x, y, inplace=inplace)
         if batch.info.get("mixed", True):
