@@ -44,7 +44,7 @@ class MixedBatch:
 
     def __post_init__(self) -> None:
         if self.partner_labels is None:
-            self.partner_labels = self.labels[self.index]
+            self.partner_labels = self.labels.index_select(0, self.index)
         if _shares_memory(self.y, self.y_mix):
             # a relabeler writing into y must never change the mixing label it reads
             self.y_mix = self.y_mix.clone()

@@ -166,8 +166,12 @@ class Mixer:
     def mix_labels(self, y_soft: Tensor, params: MixParams) -> Tensor:
         """``lam * y + (1 - lam) * y[index]``, a new tensor."""
         index = params.index.to(y_soft.device, non_blocking=True)
-        lam = params.lam.to(y_soft.device, y_soft.dtype, non_blocking=True)[:, None]
-        return y_soft.index_select(0, index).lerp_(y_soft, lam)
+        lam = params.lam
+        if lam.stride(0) == 0 or lam.numel() == 1:  # one lam for the batch: a Python scalar (CPU, no sync)
+            weight: Tensor | float = float(lam[0])
+        else:
+            weight = lam.to(y_soft.device, y_soft.dtype, non_blocking=True)[:, None]
+        return y_soft.index_select(0, index).lerp_(y_soft, weight)
 
     def apply(self, x: Tensor, y_soft: Tensor, labels: Tensor, params: MixParams, *,
               inplace: bool = False) -> MixedBatch:
