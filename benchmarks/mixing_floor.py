@@ -5,15 +5,18 @@
 Prints, at (128, 3, 32, 32) float32 on one CPU thread, each path's time per call
 and its ratio to the floor (one ``index_select`` + ``lerp_``, what mixup must
 do), then samples/s of a 2-worker DataLoader for each collate as a ratio to
-``default_collate`` alone. Times are the median over interleaved repeats, so
-that load on a shared machine hits every path alike.
+``default_collate`` alone (wall time, and per CPU-second of the workers, which
+other load on a shared machine does not inflate). Hot-path times are medians of
+single calls made round-robin, so that load hits every path alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
@@ -113,20 +116,29 @@ class TimmInCollate:
         return self.mixup(x, y)
 
 
-def loader_rate(collate, ds: Dataset, batches: int) -> float:
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of processes (Linux /proc): robust to other load on the machine."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def loader_rate(collate, ds: Dataset, batches: int) -> tuple[float, float]:
+    """(wall samples/s, samples per worker-CPU-second x 2) of a 2-worker loader."""
     loader = DataLoader(ds, batch_size=B, num_workers=2, collate_fn=collate, persistent_workers=True,
                         shuffle=True, generator=torch.Generator().manual_seed(0))
     it = iter(loader)
     for _ in range(4):  # warm the workers up
         next(it)
-    t = time.perf_counter()
-    n = 0
+    pids = [w.pid for w in it._workers]  # private, but the only handle on the worker processes
+    cpu, t, n = _cpu_seconds(pids), time.perf_counter(), 0
     for _ in range(batches):
-        try:
-            n += len(next(it)[0])
-        except StopIteration:
-            it = iter(loader)
-    return n / (time.perf_counter() - t)
+        n += len(next(it)[0])
+    wall, cpu = time.perf_counter() - t, _cpu_seconds(pids) - cpu
+    del it
+    return n / wall, 2 * n / max(cpu, 1e-9)
 
 
 def workers(batches: int, repeats: int) -> None:
@@ -137,14 +149,19 @@ def workers(batches: int, repeats: int) -> None:
         "mixkit MixCollate('mixup', validate=False)": mixkit.MixCollate("mixup", num_classes=K, validate=False),
         "timm Mixup after default_collate": TimmInCollate(),
     }
-    rates: dict[str, list[float]] = {k: [] for k in collates}
+    wall: dict[str, list[float]] = {k: [] for k in collates}
+    cpu: dict[str, list[float]] = {k: [] for k in collates}
     for _ in range(repeats):
         for name, c in collates.items():
-            rates[name].append(loader_rate(c, ds, batches))
-    med = {k: statistics.median(v) for k, v in rates.items()}
-    print(f"2-worker DataLoader, batch {B}, {batches} batches, median of {repeats}")
-    for name, r in med.items():
-        print(f"  {name:48s} {r:9.0f} samples/s  {r / med['default_collate']:5.2f}x default_collate")
+            w, c_rate = loader_rate(c, ds, batches)
+            wall[name].append(w)
+            cpu[name].append(c_rate)
+    print(f"2-worker DataLoader, batch {B}, {batches} batches, median of {repeats}; "
+          "wall samples/s, and samples per worker-CPU-second x 2 (robust to other load)")
+    base_w, base_c = statistics.median(wall["default_collate"]), statistics.median(cpu["default_collate"])
+    for name in collates:
+        w, c = statistics.median(wall[name]), statistics.median(cpu[name])
+        print(f"  {name:48s} wall {w:8.0f} ({w / base_w:4.2f}x)   cpu {c:8.0f} ({c / base_c:4.2f}x default_collate)")
 
 
 def main() -> None:
