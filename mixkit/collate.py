@@ -216,6 +216,11 @@ class MixCollate:
         state["_stream_key"] = None
         return state
 
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if not self._state.is_shared():  # a plain pickle or deepcopy: share the copy's switches too
+            self._state.share_memory_()
+
     # -- switches shared with the workers --------------------------------------------------
 
     @property

@@ -13,6 +13,12 @@ numbers per batch, and it keeps seeded runs identical on every device.
   derived with the rank and worker id, because those tools seed every rank,
   and DataLoader seeds every rank's workers, alike.
 
+This is the rule of every mixer's generator (``make_generator(seed,
+per_process=True)``); data generation (``make_generator(seed)``: synthetic
+sets, ``genmix_dataset``) keeps the seed as given, so every rank builds the
+same data. :class:`mixkit.MixCollate` refines the rule for DataLoader workers
+(see :mod:`mixkit.collate`).
+
 The rank is :func:`current_rank`: ``torch.distributed``'s when a process group
 is initialised, else the ``RANK`` environment variable that torchrun and
 Lightning set, else 0.
@@ -63,20 +69,19 @@ def process_seed(seed: int | None = None) -> int:
     return derive_seed(int(seed), rank, worker)
 
 
-def make_generator(seed: int | None = None, *, per_process: bool | None = None) -> torch.Generator:
-    """A CPU generator for this process.
+def make_generator(seed: int | None = None, *, per_process: bool = False) -> torch.Generator:
+    """A CPU generator seeded with ``seed``, or from torch's global RNG when ``None``.
 
     Args:
         seed: the seed; ``None`` draws one from torch's global RNG, so
             ``torch.manual_seed(s)`` makes the whole run repeat.
         per_process: derive the stream per DDP rank and DataLoader worker (see the
-            module docstring). Default: ``True`` without a seed (every rank's global
-            RNG is usually seeded alike), ``False`` with one, where the seed *is* the
-            stream (data generation with ``seed=s`` gives the same data on every
-            rank). Mixers always pass ``True``.
+            module docstring). Every mixer's own generator is made this way
+            (:attr:`mixkit.Mixer.generator`), so mixers, manifold mixup and
+            ``OnlineGenLabel`` get rank-aware streams by default. Off by default
+            here because data generation (synthetic sets, ``genmix_dataset``) must
+            give the same data on every rank.
     """
-    if per_process is None:
-        per_process = seed is None
     if per_process:
         return torch.Generator().manual_seed(process_seed(seed))
     if seed is None:

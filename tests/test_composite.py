@@ -155,3 +155,14 @@ def test_off_epoch_and_enabled_reach_workers(persistent):
     batches = _epoch_batches(loader)
     assert all(b.info.get("mixed", True) for b in batches)
     assert not torch.equal(batches[0].x, x[:8])
+
+
+def test_copies_keep_their_switches_shared():
+    import copy
+    import pickle
+
+    collate = mixkit.MixCollate("mixup", num_classes=K)
+    for clone in (copy.deepcopy(collate), pickle.loads(pickle.dumps(collate))):
+        assert clone._state.is_shared()
+        clone.enabled = False
+        assert collate.enabled and not clone.enabled
