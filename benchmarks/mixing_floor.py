@@ -69,6 +69,7 @@ def hot_path(n: int, repeats: int) -> None:
         "mixkit MixCollate('mixup') on tensors": lambda: collate(x, y),
         "timm Mixup (in place on the caller's batch)": lambda: timm(buf, y),
         "mixkit from_timm(mixup 0.8 + cutmix 1.0)": lambda: both.mix(x, y),
+        "mixkit from_timm(mixup+cutmix), inplace": lambda: both.mix(buf, y, inplace=True),
         "timm mixup 0.8 + cutmix 1.0": lambda: timm_both(buf, y),
     }
     res = compare(paths, n, repeats)
@@ -79,7 +80,8 @@ def hot_path(n: int, repeats: int) -> None:
     timm_t = res["timm Mixup (in place on the caller's batch)"]
     print(f"  mixkit Mixup / timm Mixup: {res['mixkit Mixup (validate on CPU, default)'] / timm_t:.2f} "
           f"(validate=False: {res['mixkit Mixup validate=False'] / timm_t:.2f}; "
-          f"mixup+cutmix: {res['mixkit from_timm(mixup 0.8 + cutmix 1.0)'] / res['timm mixup 0.8 + cutmix 1.0']:.2f})")
+          f"mixup+cutmix: {res['mixkit from_timm(mixup 0.8 + cutmix 1.0)'] / res['timm mixup 0.8 + cutmix 1.0']:.2f}, "
+          f"in place {res['mixkit from_timm(mixup+cutmix), inplace'] / res['timm mixup 0.8 + cutmix 1.0']:.2f})")
     beta = compare({
         "sample_beta(1, 1, 1) (cached concentration)": lambda: sample_beta(1.0, 1.0, 1, g),
         "torch._sample_dirichlet on a fresh tensor": lambda: torch._sample_dirichlet(

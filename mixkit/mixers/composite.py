@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import copy
 from collections.abc import Sequence
 
@@ -105,6 +106,7 @@ class MixChoice(Mixer):
         self.mixers = tuple(self._own_copy(m, num_classes) for m in mixers)
         self.weights = self._weights(weights, switch_prob, len(self.mixers))
         self._cumulative = torch.tensor(self.weights, dtype=torch.float64).cumsum(0)
+        self._cumulative_list = self._cumulative.tolist()
 
     def _own_copy(self, m: str | Mixer, num_classes: int | None) -> Mixer:
         if isinstance(m, str):
@@ -154,9 +156,10 @@ class MixChoice(Mixer):
 
     def draw(self, n: int, shape: torch.Size | tuple[int, ...], generator: torch.Generator,
              lam: float | Tensor | None = None) -> MixParams:
-        if self.mode == "batch":
-            k = int(self._choose(1, generator)[0])
-            if k < 0:
+        if self.mode == "batch":  # two uniforms as Python floats: cheaper than the tensor ops of _choose
+            u_apply, u_pick = torch.rand(2, dtype=torch.float64, generator=generator).tolist()
+            k = min(bisect.bisect_right(self._cumulative_list, u_pick), len(self.mixers) - 1)
+            if u_apply >= self.prob:
                 return MixParams(torch.ones(n, dtype=torch.float64), torch.arange(n), extra={"choice": -1})
             p = self.mixers[k].draw(n, shape, generator, lam)
             return p.replace(extra={**p.extra, "choice": k})
