@@ -304,7 +304,13 @@ class MixCollate:
         if isinstance(samples_or_x, (tuple, Mapping)):  # collate((x, y, ...)) or collate({"image": x, ...})
             collated, owned = samples_or_x, False
         elif self.collate_fn is None:  # DataLoader path: a list of samples, stacked into a batch of ours
-            collated, owned = default_collate(samples_or_x), True
+            try:
+                collated, owned = default_collate(samples_or_x), True
+            except (RuntimeError, TypeError) as err:
+                raise type(err)(
+                    f"{err} (MixCollate takes a list as the list of samples a DataLoader passes; to mix one "
+                    "batch pass a tuple or a dict: collate((x, y)) or collate(x, y))"
+                ) from err
         else:
             collated, owned = self.collate_fn(samples_or_x), False
         try:

@@ -237,6 +237,11 @@ def test_on_device_keeps_dicts_and_extra_items():
 # -- bad arguments (issue 13, findings 8 and 14) -------------------------------------------------
 
 
+def test_a_list_of_batch_tensors_gets_a_hint():
+    with pytest.raises(RuntimeError, match=r"collate\(\(x, y\)\)"):
+        mixkit.MixCollate("mixup", num_classes=3)([torch.randn(5, 2), torch.tensor([0, 1, 2, 0, 1])])
+
+
 def test_relabel_must_be_callables():
     with pytest.raises(TypeError, match=r"relabel\[1\] is a str"):
         mixkit.MixCollate("mixup", num_classes=3, relabel=[lambda b: b, "gaussian"])
