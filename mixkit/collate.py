@@ -101,11 +101,14 @@ class MixCollate:
             :data:`mixkit.data.INPUT_KEYS` / ``LABEL_KEYS`` present).
         labels_getter: torchvision-style ``batch -> labels`` callable, instead of
             ``label_key``; the labels are put back where it found them.
+        inplace_collate: ``collate_fn`` returns fresh tensors (it stacks or copies),
+            so its batch may be mixed into as ``default_collate``'s is.
         **mixer_kwargs: passed to the mixer when it is given by name (``alpha=...``).
 
     In-place mixing: a batch this object collated itself (``default_collate``, in
     shared memory inside a worker) is mixed into directly, which saves a copy per
-    batch; a batch passed in, or built by a custom ``collate_fn``, is never written.
+    batch; a batch passed in, or built by a custom ``collate_fn``, is never written
+    (unless ``inplace_collate=True`` says that ``collate_fn`` builds fresh tensors).
     """
 
     def __init__(
@@ -122,6 +125,7 @@ class MixCollate:
         input_key: str | None = None,
         label_key: str | None = None,
         labels_getter: Callable[[Any], Tensor] | None = None,
+        inplace_collate: bool = False,
         **mixer_kwargs: Any,
     ) -> None:
         num_classes = check_int("num_classes", num_classes, 1, allow_none=True)
@@ -137,6 +141,7 @@ class MixCollate:
         self.label_smoothing = check_range("label_smoothing", label_smoothing, 0.0, 1.0)
         self.off_epoch = check_int("off_epoch", off_epoch, 0, allow_none=True)
         self.input_key, self.label_key, self.labels_getter = input_key, label_key, labels_getter
+        self.inplace_collate = bool(inplace_collate)
         self._state = torch.zeros(_STARTS + _MAX_WORKER_SLOTS, dtype=torch.int64)
         self._state[_ENABLED], self._state[_EPOCH] = 1, -1
         self._state.share_memory_()  # so that persistent workers see enabled / set_epoch
@@ -312,7 +317,7 @@ class MixCollate:
                     "batch pass a tuple or a dict: collate((x, y)) or collate(x, y))"
                 ) from err
         else:
-            collated, owned = self.collate_fn(samples_or_x), False
+            collated, owned = self.collate_fn(samples_or_x), self.inplace_collate
         try:
             x, y, repack = self.unpack(collated)
         except TypeError as err:

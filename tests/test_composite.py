@@ -166,3 +166,25 @@ def test_copies_keep_their_switches_shared():
         assert clone._state.is_shared()
         clone.enabled = False
         assert collate.enabled and not clone.enabled
+
+
+def test_custom_collate_output_is_mixed_into_only_when_declared_fresh():
+    x, y = images(8)
+    kept = x.clone()
+
+    def returns_the_same_tensor(samples):  # a collate_fn handing out a tensor someone else holds
+        return kept, y
+
+    mixkit.MixCollate("mixup", num_classes=K, collate_fn=returns_the_same_tensor)([0])
+    assert torch.equal(kept, x)
+    made = []
+
+    def fresh_batch(samples):
+        made.append(x.clone())
+        return made[-1], y
+
+    fresh = mixkit.MixCollate("mixup", num_classes=K, collate_fn=fresh_batch, inplace_collate=True, seed=3)
+    out = fresh([0])[0]
+    assert out.data_ptr() == made[-1].data_ptr()  # mixed into the fresh batch, no copy
+    ref = mixkit.MixCollate("mixup", num_classes=K, collate_fn=fresh_batch, seed=3)([0])[0]
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
