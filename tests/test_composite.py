@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch.utils.data import DataLoader, TensorDataset
 
 import mixkit
@@ -188,3 +190,31 @@ def test_custom_collate_output_is_mixed_into_only_when_declared_fresh():
     assert out.data_ptr() == made[-1].data_ptr()  # mixed into the fresh batch, no copy
     ref = mixkit.MixCollate("mixup", num_classes=K, collate_fn=fresh_batch, seed=3)([0])[0]
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 17), mode=st.sampled_from(["batch", "pair", "elem"]), prob=st.floats(0, 1),
+    pairing=st.sampled_from(["random", "flip"]), w=st.floats(0.05, 0.95), seed=st.integers(0, 2**31),
+    form=st.sampled_from(["ids", "column", "soft"]),
+)
+def test_mix_choice_invariants(n, mode, prob, pairing, w, seed, form):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 2, 5, 5, generator=g)
+    ids = torch.randint(0, K, (n,), generator=g)
+    y1 = torch.nn.functional.one_hot(ids, K).double()
+    y = {"ids": ids, "column": ids[:, None], "soft": y1.float()}[form]
+    mixer = mixkit.MixChoice(["mixup", "cutmix"], weights=[w, 1 - w], prob=prob, mode=mode, pairing=pairing,
+                             num_classes=K, label_dtype=torch.float64)
+    out = mixer(x, y, generator=torch.Generator().manual_seed(seed))
+    again = mixer(x, y, generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(out.x, again.x) and torch.equal(out.y, again.y)
+    assert out.x.shape == x.shape and out.y.shape == (n, K) and torch.isfinite(out.y).all()
+    assert ((out.lam >= 0) & (out.lam <= 1)).all() and sorted(out.index.tolist()) == list(range(n))
+    lam = out.lam.double()[:, None]
+    torch.testing.assert_close(out.y, lam * y1 + (1 - lam) * y1[out.index])
+    assert torch.equal(out.labels, ids)
+    if mode == "pair":
+        assert torch.equal(out.index[out.index], torch.arange(n)) and torch.equal(out.lam, out.lam[out.index])
+    unmixed = (out.lam == 1) | (out.index == torch.arange(n))
+    assert torch.equal(out.x[unmixed], x[unmixed])
