@@ -260,3 +260,11 @@ def test_num_classes_refused_when_not_an_integer_or_conflicting():
         mixkit.MixCollate("mixup", num_classes=2.5)
     with pytest.raises(ValueError, match="num_classes=3 but num_classes=4"):
         mixkit.MixCollate(mixkit.Mixup(num_classes=3), num_classes=4)
+
+
+def test_label_dtype_by_name_and_0d_labels_through_the_collate():
+    x = torch.randn(4, 2)
+    out = mixkit.MixCollate("mixup", num_classes=3, label_dtype="float32")(x, torch.tensor([0, 1, 2, 0]))
+    assert out[1].dtype == torch.float32
+    with pytest.raises(ValueError, match="0-d"):
+        mixkit.MixCollate("mixup", num_classes=3)(x, torch.tensor(1))
