@@ -4,14 +4,14 @@ from mixkit import distributed, genmix_solver, latent
 from mixkit._version import __version__
 from mixkit.baselines import ExcludeIntrusion, LogisticLabel
 from mixkit.batch import MixedBatch, to_soft_labels
-from mixkit.collate import MixCollate, on_device
+from mixkit.collate import MixCollate, from_timm, on_device
 from mixkit.densities import KDE, Density, Gaussian, NotFittedError, OnlineGaussian
 from mixkit.diagnosis import Diagnosis, diagnose
 from mixkit.genlabel import GenLabel
 from mixkit.genmix_dataset import genmix_dataset
 from mixkit.hookspecs import hookimpl
 from mixkit.latent import OnlineGenLabel, frozen_features
-from mixkit.mixers import CutMix, GenMix, ManifoldMixup, Mixer, MixParams, Mixup
+from mixkit.mixers import CutMix, GenMix, ManifoldMixup, MixChoice, Mixer, MixParams, Mixup
 from mixkit.registry import (
     Component,
     PluginCollisionError,
@@ -36,6 +36,7 @@ __all__ = [
     "KDE",
     "LogisticLabel",
     "ManifoldMixup",
+    "MixChoice",
     "MixCollate",
     "Gaussian",
     "MixedBatch",
@@ -54,6 +55,7 @@ __all__ = [
     "create_mixer",
     "diagnose",
     "distributed",
+    "from_timm",
     "frozen_features",
     "genmix_dataset",
     "genmix_solver",

@@ -15,6 +15,10 @@ from mixkit._validation import as_class_ids, as_tensor, check_finite, check_id_r
 class MixedBatch:
     """A mixed batch: what a mixer returns and a relabeler transforms.
 
+    It unpacks, indexes and sizes like the ``(x, y)`` tuple a training loop
+    expects (``x, y = batch``, ``batch[1]``, ``len(batch) == 2``); ``y`` and
+    ``y_mix`` never share memory, so a relabeler can write into ``y`` safely.
+
     Attributes:
         x: mixed inputs, same shape as the input batch (float).
         y: soft labels ``(B, K)``, float32 (or float64 if asked), rows sum to 1.
@@ -40,7 +44,10 @@ class MixedBatch:
 
     def __post_init__(self) -> None:
         if self.partner_labels is None:
-            self.partner_labels = self.labels[self.index]
+            self.partner_labels = self.labels.index_select(0, self.index)
+        if _shares_memory(self.y, self.y_mix):
+            # a relabeler writing into y must never change the mixing label it reads
+            self.y_mix = self.y_mix.clone()
 
     @property
     def num_classes(self) -> int:
@@ -75,10 +82,27 @@ class MixedBatch:
                        labels=mv(self.labels), y_mix=mv(self.y_mix),
                        partner_labels=mv(self.partner_labels))
 
+    # `x, y = batch`, `batch[0]`, `len(batch)`: the (x, y_soft) pair a training loop expects
+
     def __iter__(self):
-        # `x, y = batch` unpacks like the (x, y_soft) pair a training loop expects
         yield self.x
         yield self.y
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int | slice) -> Any:
+        return (self.x, self.y)[i]
+
+
+def _shares_memory(a: Tensor, b: Tensor) -> bool:
+    """Whether two tensors are views of one storage (no device sync: pointers only)."""
+    if a is b:
+        return True
+    try:
+        return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr() and a.numel() > 0
+    except (RuntimeError, NotImplementedError):  # tensors without storage (e.g. some subclasses)
+        return False
 
 
 def to_soft_labels(

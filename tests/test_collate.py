@@ -87,7 +87,8 @@ def test_relabel_chain_and_custom_collate():
         return torch.stack([s[0] for s in samples]), torch.stack([s[1] for s in samples]), "meta"
 
     collate = mixkit.MixCollate("mixup", num_classes=3, relabel=chain, collate_fn=dict_collate, seed=0)
-    xm, ym = collate([ds[i] for i in range(32)])
+    xm, ym, meta = collate([ds[i] for i in range(32)])  # extra items pass through
+    assert meta == "meta"
     assert xm.shape[0] == ym.shape[0] <= 32
     torch.testing.assert_close(ym.sum(1), torch.ones(len(ym)))
 
@@ -146,3 +147,124 @@ def test_cuda_path_matches_cpu():
     assert gpu[0].is_cuda and gpu[1].is_cuda
     torch.testing.assert_close(gpu[0].cpu(), cpu[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(gpu[1].cpu(), cpu[1], atol=1e-4, rtol=1e-4)
+
+
+# -- batches as users have them ----------------------------------------------------------------
+
+
+class HFStyle(torch.utils.data.Dataset):
+    """A list of dict samples, as a Hugging Face dataset with torch formatting returns them."""
+
+    def __init__(self, n=32):
+        g = torch.Generator().manual_seed(0)
+        self.rows = [{"pixel_values": torch.randn(3, 6, 6, generator=g), "label": i % 3, "id": f"img{i}"}
+                     for i in range(n)]
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.rows[i]
+
+
+class WithMeta(torch.utils.data.Dataset):
+    def __len__(self):
+        return 32
+
+    def __getitem__(self, i):
+        return torch.full((2,), float(i)), i % 3, {"index": i}
+
+
+def test_dict_samples_in_two_workers_give_dicts_out():
+    collate = mixkit.MixCollate("cutmix", num_classes=3, seed=0)
+    batches = list(DataLoader(HFStyle(), batch_size=8, num_workers=2, collate_fn=collate))
+    assert len(batches) == 4
+    for i, b in enumerate(batches):
+        assert set(b) == {"pixel_values", "label", "id"}
+        assert b["pixel_values"].shape == (8, 3, 6, 6) and b["label"].shape == (8, 3)
+        assert b["id"] == [f"img{j}" for j in range(8 * i, 8 * i + 8)]  # untouched
+
+
+def test_extra_tuple_items_pass_through_two_workers():
+    collate = mixkit.MixCollate("mixup", num_classes=3, seed=0)
+    batches = list(DataLoader(WithMeta(), batch_size=8, num_workers=2, collate_fn=collate))
+    for i, (x, y, meta) in enumerate(batches):
+        assert x.shape == (8, 2) and y.shape == (8, 3)
+        assert torch.equal(meta["index"], torch.arange(8 * i, 8 * i + 8))
+
+
+def test_single_tuple_call_and_dict_call_as_v2_mixup_accepts():
+    x, y = torch.randn(6, 3, 4, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    collate = mixkit.MixCollate("mixup", num_classes=3, seed=1)
+    out = collate((x, y, "meta"))
+    assert isinstance(out, tuple) and out[2] == "meta" and out[1].shape == (6, 3)
+    ref = mixkit.MixCollate("mixup", num_classes=3, seed=1)(x, y)
+    assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
+    d = collate({"image": x, "target": y, "extra": 5})
+    assert d["extra"] == 5 and d["target"].shape == (6, 3)
+    # the single-tuple call inside a DataLoader: a dataset that yields whole batches
+    loader = DataLoader([(x, y)] * 4, batch_size=None, num_workers=2, collate_fn=collate)
+    assert [b[1].shape for b in loader] == [(6, 3)] * 4
+
+
+def test_keys_and_labels_getter():
+    x, y = torch.randn(4, 2), torch.tensor([0, 1, 2, 0])
+    keyed = mixkit.MixCollate("mixup", num_classes=3, input_key="emb", label_key="cls")
+    out = keyed({"emb": x, "cls": y, "x": "not the input"})
+    assert out["x"] == "not the input" and out["cls"].shape == (4, 3)
+    got = mixkit.MixCollate("mixup", num_classes=3, labels_getter=lambda b: b["cls"], input_key="emb")
+    assert got({"emb": x, "cls": y})["cls"].shape == (4, 3)
+    tup = mixkit.MixCollate("mixup", num_classes=3, labels_getter=lambda b: b[2])(("meta", x, y))
+    assert tup[0] == "meta" and tup[1].shape == (4, 2) and tup[2].shape == (4, 3)
+    with pytest.raises(KeyError, match="input_key"):
+        mixkit.MixCollate("mixup", num_classes=3)({"emb": x, "cls": y})
+    with pytest.raises(ValueError, match="by identity"):
+        mixkit.MixCollate("mixup", num_classes=3, labels_getter=lambda b: b["cls"].clone())({"x": x, "cls": y})
+
+
+def test_on_device_keeps_dicts_and_extra_items():
+    collate = mixkit.MixCollate("mixup", num_classes=3, seed=0)
+    dicts = list(mixkit.on_device(DataLoader(HFStyle(16), batch_size=8), collate, "cpu"))
+    assert dicts[0]["label"].shape == (8, 3) and dicts[0]["id"][0] == "img0"
+    plain = list(mixkit.on_device(DataLoader(HFStyle(16), batch_size=8), None, "cpu"))
+    assert plain[0]["label"].shape == (8,)
+    metas = list(mixkit.on_device(DataLoader(WithMeta(), batch_size=8), collate, "cpu"))
+    assert len(metas[0]) == 3 and torch.equal(metas[0][2]["index"], torch.arange(8))
+    fn = list(mixkit.on_device(DataLoader(WithMeta(), batch_size=8), mixkit.Mixup(num_classes=3), "cpu"))
+    assert fn[0][1].shape == (8, 3) and len(fn[0]) == 3
+
+
+# -- bad arguments (issue 13, findings 8 and 14) -------------------------------------------------
+
+
+def test_a_list_of_batch_tensors_gets_a_hint():
+    with pytest.raises(RuntimeError, match=r"collate\(\(x, y\)\)"):
+        mixkit.MixCollate("mixup", num_classes=3)([torch.randn(5, 2), torch.tensor([0, 1, 2, 0, 1])])
+
+
+def test_relabel_must_be_callables():
+    with pytest.raises(TypeError, match=r"relabel\[1\] is a str"):
+        mixkit.MixCollate("mixup", num_classes=3, relabel=[lambda b: b, "gaussian"])
+    with pytest.raises(TypeError, match="relabel must be a callable"):
+        mixkit.MixCollate("mixup", num_classes=3, relabel=42)
+
+
+def test_a_model_side_mixer_points_to_the_training_loop():
+    manifold = mixkit.ManifoldMixup(torch.nn.Sequential(torch.nn.Linear(2, 2)), layers=["input"], num_classes=2)
+    with pytest.raises(TypeError, match="inside the training loop"):
+        mixkit.MixCollate(manifold)
+
+
+def test_num_classes_refused_when_not_an_integer_or_conflicting():
+    with pytest.raises(TypeError, match="num_classes must be an integer"):
+        mixkit.MixCollate("mixup", num_classes=2.5)
+    with pytest.raises(ValueError, match="num_classes=3 but num_classes=4"):
+        mixkit.MixCollate(mixkit.Mixup(num_classes=3), num_classes=4)
+
+
+def test_label_dtype_by_name_and_0d_labels_through_the_collate():
+    x = torch.randn(4, 2)
+    out = mixkit.MixCollate("mixup", num_classes=3, label_dtype="float32")(x, torch.tensor([0, 1, 2, 0]))
+    assert out[1].dtype == torch.float32
+    with pytest.raises(ValueError, match="0-d"):
+        mixkit.MixCollate("mixup", num_classes=3)(x, torch.tensor(1))

@@ -128,3 +128,116 @@ def test_mixers_pickle_with_generator_state():
     m(x, y)
     clone = pickle.loads(pickle.dumps(m))
     assert torch.equal(clone(x, y).x, m(x, y).x)  # the stream continues identically
+
+
+# -- layouts and tensor types are kept ------------------------------------------------------
+
+
+def mixers_for_images():
+    return [
+        mixkit.Mixup(num_classes=3, seed=0),
+        mixkit.Mixup(num_classes=3, per_sample=True, seed=0),
+        mixkit.CutMix(num_classes=3, seed=0),
+        mixkit.CutMix(num_classes=3, per_sample=True, seed=0),
+        mixkit.MixChoice(["mixup", "cutmix"], mode="elem", num_classes=3, seed=0),
+    ]
+
+
+@pytest.mark.parametrize("mixer", mixers_for_images(), ids=repr)
+def test_tv_tensor_images_and_channels_last_are_kept(mixer):
+    tv_tensors = pytest.importorskip("torchvision.tv_tensors")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 3, 8, 8, generator=g)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    ref = mixer(x, y, generator=torch.Generator().manual_seed(1))
+    image = mixer(tv_tensors.Image(x), y, generator=torch.Generator().manual_seed(1))
+    assert type(image.x) is tv_tensors.Image and torch.equal(image.x.as_subclass(torch.Tensor), ref.x)
+    cl = mixer(x.to(memory_format=torch.channels_last), y, generator=torch.Generator().manual_seed(1))
+    assert cl.x.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(cl.x, ref.x, rtol=0, atol=1e-6)
+    assert type(ref.x) is torch.Tensor and ref.x.is_contiguous()
+
+
+def test_mixed_batch_is_sized_and_indexed_like_its_tuple():
+    x, y = batch(5)
+    out = mixkit.Mixup(num_classes=3, seed=0)(x, y)
+    assert len(out) == 2 and out[0] is out.x and out[1] is out.y and out[-1] is out.y
+    assert list(out[:]) == [out.x, out.y]
+    xm, ym = out
+    assert xm is out.x
+    assert out.y.data_ptr() != out.y_mix.data_ptr()
+    same = mixkit.MixedBatch(out.x, out.y, out.lam, out.index, out.labels, out.y)  # aliasing is undone
+    same.y.mul_(0)
+    assert torch.equal(same.y_mix, out.y_mix) and float(same.y_mix.sum()) > 0
+
+
+# -- the Beta sampler (issue 13, finding 9) -------------------------------------------------
+
+
+@pytest.mark.parametrize("alpha", [1e-3, 0.01, 0.1, 0.4, 1.0, 3.0])
+def test_beta_sampler_matches_scipy_cdf(alpha):
+    scipy_stats = pytest.importorskip("scipy.stats")
+    n = 40_000
+    s = sample_beta(alpha, alpha, n, torch.Generator().manual_seed(0)).numpy()
+    assert (s >= 0).all() and (s <= 1).all()
+    assert float((s == 0.5).mean()) < 1e-3  # no atom at 0.5 (24% of draws at alpha=1e-3 before)
+    for t in (1e-6, 0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99):
+        p = scipy_stats.beta(alpha, alpha).cdf(t)
+        se = (p * (1 - p) / n) ** 0.5
+        assert abs(float((s <= t).mean()) - p) <= 5 * se + 1e-4, (alpha, t)
+
+
+def test_beta_sampler_asymmetric_and_cached_concentration_repeat():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    s = sample_beta(0.05, 2.0, 40_000, torch.Generator().manual_seed(1)).numpy()
+    assert scipy_stats.kstest(s[(s > 0)], scipy_stats.beta(0.05, 2.0).cdf).statistic < 0.02
+    a = sample_beta(0.4, 0.4, 16, torch.Generator().manual_seed(2))
+    b = sample_beta(0.4, 0.4, 16, torch.Generator().manual_seed(2))
+    assert torch.equal(a, b)
+
+
+# -- hostile inputs (issue 13, findings 2, 8, 14) -------------------------------------------
+
+
+def test_column_of_integer_ids_gives_the_right_labels():
+    x, y = batch(6)
+    out = mixkit.Mixup(num_classes=3, seed=0)(x, y[:, None])
+    assert torch.equal(out.labels, y)
+    ref = mixkit.Mixup(num_classes=3, seed=0)(x, y)
+    assert torch.equal(out.y, ref.y)
+
+
+@pytest.mark.parametrize("alpha", [float("nan"), float("inf"), -1.0, 0.0])
+def test_bad_alpha_is_refused(alpha):
+    with pytest.raises(ValueError, match="alpha"):
+        mixkit.Mixup(alpha)
+    with pytest.raises(ValueError, match="alpha"):
+        mixkit.CutMix(alpha)
+
+
+def test_bad_hyperparameters_and_inputs_are_refused():
+    with pytest.raises(TypeError, match="num_classes must be an integer"):
+        mixkit.Mixup(num_classes=2.5)
+    x, y = batch(4)
+    with pytest.raises(TypeError, match="complex"):
+        mixkit.Mixup(num_classes=3)(x.to(torch.complex64), y)
+    with pytest.raises(ValueError, match="0-d"):
+        mixkit.Mixup(num_classes=3)(x, torch.tensor(1))
+    with pytest.raises(ValueError, match=r"lam must lie in \[0, 1\]"):
+        mixkit.Mixup(num_classes=3)(x, y, lam=float("nan"))
+
+
+def test_soft_labels_slightly_off_are_renormalised():
+    x, _ = batch(4)
+    soft = torch.tensor([[0.5, 0.5009, 0.0]] * 4)
+    for validate in (None, False):
+        out = mixkit.Mixup(seed=0, validate=validate)(x, soft, lam=1.0)
+        torch.testing.assert_close(out.y.sum(1), torch.ones(4), rtol=0, atol=1e-7)
+
+
+def test_label_dtype_by_name():
+    x, y = batch(4)
+    out = mixkit.Mixup(num_classes=3, label_dtype="float64")(x, y)
+    assert out.y.dtype == torch.float64
+    with pytest.raises(ValueError, match="floating torch dtype"):
+        mixkit.Mixup(num_classes=3, label_dtype="int64")

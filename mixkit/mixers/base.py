@@ -16,6 +16,12 @@ Because the draw is apart from the application, a fixed ``lam`` or pre-drawn
 parameters can be passed (``mixer(x, y, lam=0.5)``, ``mixer(x, y, params=p)``),
 composite mixers pick a mixer and reuse its draw, and model-side code (manifold
 mixup) mixes hidden states with exactly the parameters that mix the labels.
+
+Mixers keep the type of their input (``torchvision.tv_tensors.Image`` stays an
+``Image``) and its memory format (``channels_last`` stays ``channels_last``),
+and never write into the caller's tensors: only a caller that owns the batch
+(``inplace=True``, as :class:`mixkit.MixCollate` does with the batch its collate
+just built) lets a mixer that ``supports_inplace`` mix into it.
 """
 
 from __future__ import annotations
@@ -67,8 +73,13 @@ class Mixer:
     Args:
         num_classes: number of classes; needed when labels are class ids.
         seed: seed of the mixer's own generator; ``None`` draws one from torch's
-            global RNG on first use (so ``torch.manual_seed`` repeats runs).
-        label_dtype: dtype of the soft labels (a floating dtype).
+            global RNG on first use (so ``torch.manual_seed`` repeats runs). Every
+            DDP rank and DataLoader worker derives its own stream from it (see
+            :mod:`mixkit.random`); a generator passed to the call wins over both.
+        label_dtype: dtype of the soft labels (a floating dtype or its name).
+        multi_label: labels are multi-hot ``(B, K)`` rows (values in [0, 1], any
+            number of positives, as timm's ``multi_label``); they are mixed as given,
+            not renormalised.
         validate: check values of every batch (NaN/Inf, id ranges, label sums).
             ``None`` (default): on CPU batches, where a check is a cheap reduction,
             and off on accelerators and under ``torch.compile``, where it would
@@ -82,17 +93,22 @@ class Mixer:
         seed: int | None = None,
         label_dtype: torch.dtype = torch.float32,
         validate: bool | None = None,
+        multi_label: bool = False,
     ) -> None:
         self.num_classes = check_int("num_classes", num_classes, 1, allow_none=True)
         self.seed = check_int("seed", seed, allow_none=True)
         self.label_dtype = check_float_dtype("label_dtype", label_dtype)
         self.validate = validate
+        self.multi_label = bool(multi_label)
         self._generator: torch.Generator | None = None
+
+    #: whether :meth:`apply` accepts ``inplace=True`` (mixing into a batch the caller gave up)
+    supports_inplace = False
 
     @property
     def generator(self) -> torch.Generator:
         if self._generator is None:
-            self._generator = make_generator(self.seed)
+            self._generator = make_generator(self.seed, per_process=True)
         return self._generator
 
     @generator.setter
@@ -132,6 +148,9 @@ class Mixer:
         if check:
             check_finite(x, "x")
         y = y.to(x.device)
+        if self.multi_label:
+            y_soft = multi_hot_labels(y, self.num_classes, self.label_dtype, check=check)
+            return x, y_soft, y_soft.argmax(1)
         y_soft = to_soft_labels(y, self.num_classes, self.label_dtype, check=check)
         return x, y_soft, class_ids(y) if y.ndim == 1 or y.shape[1] == 1 else y_soft.argmax(1)
 
@@ -147,17 +166,38 @@ class Mixer:
     def mix_labels(self, y_soft: Tensor, params: MixParams) -> Tensor:
         """``lam * y + (1 - lam) * y[index]``, a new tensor."""
         index = params.index.to(y_soft.device, non_blocking=True)
-        lam = params.lam.to(y_soft.device, y_soft.dtype, non_blocking=True)[:, None]
-        return y_soft.index_select(0, index).lerp_(y_soft, lam)
+        lam = params.lam
+        if lam.stride(0) == 0 or lam.numel() == 1:  # one lam for the batch: a Python scalar (CPU, no sync)
+            weight: Tensor | float = float(lam[0])
+        else:
+            weight = lam.to(y_soft.device, y_soft.dtype, non_blocking=True)[:, None]
+        return y_soft.index_select(0, index).lerp_(y_soft, weight)
 
-    def apply(self, x: Tensor, y_soft: Tensor, labels: Tensor, params: MixParams) -> MixedBatch:
-        """Apply drawn ``params`` to a prepared batch."""
+    def apply(self, x: Tensor, y_soft: Tensor, labels: Tensor, params: MixParams, *,
+              inplace: bool = False) -> MixedBatch:
+        """Apply drawn ``params`` to a prepared batch (``inplace``: ``x`` may be mixed into)."""
         y_mix = self.mix_labels(y_soft, params)
         dev = x.device
+        x_mix = self.mix_inputs(x, params, inplace=True) if inplace else self.mix_inputs(x, params)
         return MixedBatch(
-            self.mix_inputs(x, params), y_mix, params.lam.to(dev, torch.float32, non_blocking=True),
-            params.index.to(dev, non_blocking=True), labels, y_mix.clone(),
+            x_mix, y_mix, params.lam.to(dev, torch.float32, non_blocking=True),
+            params.index.to(dev, non_blocking=True), labels, y_mix,
         )
+
+    def unmixed(self, x: Tensor, y: Tensor, *, inplace: bool = False) -> MixedBatch:
+        """The batch left as it is: inputs unchanged, soft (one-hot) labels, ``lam`` 1, ``index`` identity.
+
+        What a skipped batch returns (``prob < 1``, mixing switched off): the labels
+        have the shape and dtype of a mixed batch's. ``x`` is copied unless
+        ``inplace`` (the caller owns it).
+        """
+        x_in = x
+        x, y_soft, labels = self.prepare(x, y)
+        owned = inplace or (torch.is_tensor(x_in) and not x_in.is_floating_point())
+        n, dev = x.shape[0], x.device
+        out = x if owned else x.clone()
+        return MixedBatch(out, y_soft, torch.ones(n, device=dev), torch.arange(n, device=dev), labels, y_soft,
+                          info={"mixed": False})
 
     def __call__(
         self,
@@ -167,20 +207,60 @@ class Mixer:
         generator: torch.Generator | None = None,
         lam: float | Tensor | None = None,
         params: MixParams | None = None,
+        inplace: bool = False,
     ) -> MixedBatch:
-        """Mix a batch: prepare, draw (unless ``params`` are given; ``lam`` fixes lam), apply."""
+        """Mix a batch: prepare, draw (unless ``params`` are given; ``lam`` fixes lam), apply.
+
+        ``inplace=True`` hands ``x`` over to the mixer, which may mix into it (only
+        mixers that ``supports_inplace``; others ignore it): for batches the caller
+        built itself and will not read again.
+        """
+        x_in = x
         x, y_soft, labels = self.prepare(x, y)
         if params is None:
             params = self.draw(x.shape[0], x.shape, generator if generator is not None else self.generator, lam)
         elif len(params) != x.shape[0]:
             raise ValueError(f"params were drawn for {len(params)} samples but the batch has {x.shape[0]}")
-        return self.apply(x, y_soft, labels, params)
+        # a float copy made by prepare (integer images) is ours to mix into, the caller's tensor is not
+        owned = inplace or (torch.is_tensor(x_in) and not x_in.is_floating_point())
+        if owned and self.supports_inplace:
+            batch = self.apply(x, y_soft, labels, params, inplace=True)
+        else:
+            batch = self.apply(x, y_soft, labels, params)
+        return keep_type(batch, x_in)
 
     def extra_repr(self) -> str:
         return ""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def keep_type(batch: MixedBatch, like: Any) -> MixedBatch:
+    """``batch`` with ``x`` of the tensor subclass of ``like`` (``tv_tensors.Image`` stays an Image)."""
+    cls = type(like)
+    if cls is Tensor or not isinstance(like, Tensor) or isinstance(like, torch.nn.Parameter):
+        return batch  # plain tensors: no work at all on the hot path
+    if type(batch.x) is not cls:
+        batch.x = batch.x.as_subclass(cls)
+    return batch
+
+
+def multi_hot_labels(y: Tensor, num_classes: int | None, dtype: torch.dtype, *, check: bool) -> Tensor:
+    """Multi-hot targets ``(B, K)`` (values in [0, 1]) as ``dtype``, checked when ``check``."""
+    if y.ndim != 2:
+        raise ValueError(
+            f"multi_label targets must be dense (B, num_classes) rows, got shape {tuple(y.shape)}; "
+            "one-hot encode class lists first"
+        )
+    if num_classes is not None and y.shape[1] != num_classes:
+        raise ValueError(f"multi_label targets have {y.shape[1]} columns but num_classes={num_classes}")
+    out = y.to(dtype)
+    if check:
+        check_finite(out, "multi_label targets")
+        if bool(((out < 0) | (out > 1)).any()):
+            raise ValueError("multi_label targets must lie in [0, 1] (multi-hot rows)")
+    return out
 
 
 def fixed_lam(lam: float | Tensor, n: int) -> Tensor:
