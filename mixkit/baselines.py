@@ -9,10 +9,14 @@
 
 from __future__ import annotations
 
+import math
+import sys
+
 import torch
 from torch import Tensor
 
-from mixkit.batch import MixedBatch, check_finite, check_labels
+from mixkit._validation import as_class_ids, as_tensor, check_finite, check_positive
+from mixkit.batch import MixedBatch
 
 # pairwise-distance blocks are kept near this many elements
 _CHUNK_ELEMENTS = 1 << 24
@@ -42,25 +46,29 @@ class ExcludeIntrusion:
         self.y_ref: Tensor | None = None
 
     def fit(self, x: Tensor, y: Tensor) -> ExcludeIntrusion:
-        x = torch.as_tensor(x)
-        y = torch.as_tensor(y)
-        if y.ndim == 2:
+        x = as_tensor(x, "x passed to fit").detach()
+        y = as_tensor(y, "y passed to fit").detach()
+        if y.ndim == 2 and y.shape[1] > 1:
             y = y.argmax(1)
-        if x.ndim < 2 or y.ndim != 1 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        if x.ndim < 2 or x.shape[0] == 0 or y.ndim not in (1, 2) or y.shape[0] != x.shape[0]:
             raise ValueError(
-                f"fit expects x (N, ...) and class ids y (N,), got {tuple(x.shape)} and {tuple(y.shape)}"
+                f"fit expects x (N, ...) with N > 0 and class ids y (N,), got {tuple(x.shape)} and "
+                f"{tuple(y.shape)}"
             )
-        x = x.reshape(x.shape[0], -1).float()
+        x = x.reshape(x.shape[0], math.prod(x.shape[1:])).float()
         check_finite(x, "x passed to fit")
-        check_labels(y.long(), int(y.max()) + 1)
-        self.x_ref, self.y_ref = x, y.long()
+        ids = as_class_ids(y, what="y passed to fit")  # refuses float ids that are not integral
+        if int(ids.min()) < 0:
+            raise ValueError(f"y passed to fit must hold class ids >= 0, got {int(ids.min())}")
+        self.x_ref, self.y_ref = x, ids
         return self
 
     def intrudes(self, batch: MixedBatch) -> Tensor:
         """``(B,)`` bool: the nearest training point's class is neither mixed class."""
         if self.x_ref is None:
             raise RuntimeError("ExcludeIntrusion is not fitted: call .fit(x_train, y_train) first")
-        x = batch.x.reshape(batch.x.shape[0], -1)
+        # math.prod, not -1: a 0-row batch has no size for -1 to infer
+        x = batch.x.detach().reshape(batch.x.shape[0], math.prod(batch.x.shape[1:]))
         if x.shape[1] != self.x_ref.shape[1]:
             raise ValueError(f"fitted on {self.x_ref.shape[1]} features, batch has {x.shape[1]}")
         if self.x_ref.device != x.device:
@@ -84,18 +92,19 @@ class LogisticLabel:
     """
 
     def __init__(self, sigma: float = 0.5) -> None:
-        if sigma <= 0:
-            raise ValueError(f"sigma must be positive, got {sigma}")
-        self.sigma = float(sigma)
+        self.sigma = check_positive("sigma", sigma)
+        # the slope 2 / sigma^2, capped at the largest double: at sigma = 1e-200 it would be
+        # inf, and inf * (lam - 1/2) at lam = 1/2 is NaN; capped, lam = 1/2 gives rho = 1/2
+        self._slope = min(2.0 / self.sigma / self.sigma, sys.float_info.max)
 
     def __repr__(self) -> str:
         return f"LogisticLabel(sigma={self.sigma})"
 
     def __call__(self, batch: MixedBatch) -> MixedBatch:
-        k = batch.num_classes
-        dtype = batch.y.dtype
-        lam = batch.lam.to(dtype)
-        rho = torch.sigmoid(2.0 * (lam - 0.5) / self.sigma**2)[:, None]
-        y_i = torch.nn.functional.one_hot(batch.labels, k).to(dtype)
-        y_j = torch.nn.functional.one_hot(batch.partner_labels, k).to(dtype)
-        return batch.replace(y=rho * y_i + (1 - rho) * y_j)
+        y = batch.y
+        # in float64: a float32 slope would overflow for sigma < ~1e-19
+        rho = torch.sigmoid((batch.lam.double() - 0.5) * self._slope).to(y.dtype)[:, None]
+        # scatter instead of F.one_hot: one_hot reads the ids' max (a host sync on CUDA)
+        y_i = torch.zeros_like(y).scatter_(1, batch.labels[:, None], 1.0)
+        y_j = torch.zeros_like(y).scatter_(1, batch.partner_labels[:, None], 1.0)
+        return batch.replace(y=torch.lerp(y_j, y_i, rho))
