@@ -188,8 +188,10 @@ class GenLabel(nn.Module):
             if x.ndim < 1 or x.shape[0] == 0:
                 raise ValueError(f"fit needs a non-empty batch of inputs (N, ...), got shape {tuple(x.shape)}")
             y = as_tensor(y, "y").detach()
-            if y.shape[:1] != x.shape[:1]:
-                raise ValueError(f"x has {x.shape[0]} samples but y has {tuple(y.shape)[:1]} labels")
+            if y.ndim == 0:
+                raise ValueError("y must hold one label per sample, got a 0-d tensor; pass shape (N,)")
+            if y.shape[0] != x.shape[0]:
+                raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
             if self.feature_map is None:
                 self.density.fit(_flat(x), _ids(y))
                 return self
@@ -250,7 +252,10 @@ class GenLabel(nn.Module):
         alive = torch.isfinite(top)  # all -inf (or NaN, which amax propagates): cannot say
         z = logits - top
         if self.temperature != 1.0:
-            z = z.div_(self.temperature)
+            # a factor within the dtype's normal range: 1/T in float32 would be inf (T = 1e-300,
+            # and 0 * inf = NaN at the top class) or 0 (T = 1e300, and -inf * 0 = NaN)
+            info = torch.finfo(z.dtype)
+            z = z.mul_(min(max(1.0 / self.temperature, info.tiny), info.max))
         if clean:
             z = z.nan_to_num_(nan=0.0)  # -inf - -inf: uniform, not NaN
         work = torch.promote_types(torch.promote_types(dtype, z.dtype), torch.float32)
@@ -344,6 +349,8 @@ class GenLabel(nn.Module):
             current = self._buffers.get("prior_probs")
             if current is None or current.shape != value.shape:
                 self.register_buffer("prior_probs", torch.empty_like(value))
+        elif (state_dict.get(prefix + "_extra_state") or {}).get("prior", "tensor") != "tensor":
+            self._buffers.pop("prior_probs", None)  # a state without a tensor prior
         # the density creates its fitted buffers in fit; its load_state_dict makes room for
         # them in a fresh instance, which the recursive load of a parent module would skip
         sub = prefix + "density."
