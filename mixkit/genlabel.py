@@ -245,6 +245,13 @@ class GenLabel(nn.Module):
         Rows that cannot say get a uniform ``y_gen`` with ``clean``; without it (the relabel,
         which never reads those rows) they are left as they come out (NaN), one kernel less.
         """
+        if x.shape[0] == 0:
+            # a 0-row batch (ExcludeIntrusion or GenMix's discard can leave one): nothing to
+            # score, and a density's row reductions need not accept an empty batch
+            self.density._check_fitted()
+            k = self.density.num_classes
+            empty = torch.zeros(0, k, dtype=dtype, device=x.device)
+            return empty, torch.zeros(0, dtype=torch.bool, device=x.device)
         # row-major: a density may hand back a transposed view (the Gaussian's GEMM does),
         # and the row-wise ops below run several times slower on one (35 us at B = 128)
         logits = self.log_posterior(x).contiguous()
