@@ -240,52 +240,42 @@ class GenLabel(nn.Module):
         return logits if log_prior is None else logits + log_prior
 
     def _posterior(self, x: Tensor, dtype: torch.dtype, *, clean: bool = True) -> tuple[Tensor, Tensor]:
-        """``(y_gen, alive)``: the label of each row and whether the density could say.
-
-        Rows that cannot say get a uniform ``y_gen`` with ``clean``; without it (the relabel,
-        which never reads those rows) they are left as they come out (NaN), one kernel less.
-        """
+        """``(y_gen, alive)``: the label of each row and a ``(B, 1)`` mask of the rows where
+        the density could say. Rows that cannot say get a uniform ``y_gen`` with ``clean``;
+        without it (the relabel, which never reads them) they are left as they come (NaN)."""
         if x.shape[0] == 0:
             # a 0-row batch (ExcludeIntrusion or GenMix's discard can leave one): nothing to
             # score, and a density's row reductions need not accept an empty batch
             self.density._check_fitted()
             k = self.density.num_classes
             empty = torch.zeros(0, k, dtype=dtype, device=x.device)
-            return empty, torch.zeros(0, dtype=torch.bool, device=x.device)
-        # row-major: a density may hand back a transposed view (the Gaussian's GEMM does),
-        # and the row-wise ops below run several times slower on one (35 us at B = 128)
+            return empty, torch.zeros(0, 1, dtype=torch.bool, device=x.device)
+        # row-major (a copy when the density hands back a transposed view, as the Gaussian's
+        # GEMM does): the labels come out in the layout of the logits, and a row reduction
+        # such as the diagnostics' argmax is 5x slower on a transposed (B, K)
         logits = self.log_posterior(x).contiguous()
-        # shift by the row max before the temperature: (z - max) / T is <= 0, so a tiny
-        # T gives 0 for the top class and -inf for the others (the one-hot label), not inf
-        top = logits.amax(1, keepdim=True)
-        # |top| < inf is isfinite in two kernels instead of three: all -inf, or NaN (which
-        # amax propagates, and which fails every comparison): the density cannot say
-        alive = top.abs() < math.inf
-        z = logits - top
-        if self.temperature != 1.0:
-            # a factor within the dtype's normal range: 1/T in float32 would be inf (T = 1e-300,
-            # and 0 * inf = NaN at the top class) or 0 (T = 1e300, and -inf * 0 = NaN)
-            info = torch.finfo(z.dtype)
-            z = z.mul_(min(max(1.0 / self.temperature, info.tiny), info.max))
-        if clean:
-            z = z.nan_to_num_(nan=0.0)  # -inf - -inf: uniform, not NaN
-        work = torch.promote_types(torch.promote_types(dtype, z.dtype), torch.float32)
+        work = torch.promote_types(torch.promote_types(dtype, logits.dtype), torch.float32)
         k = self.top_k
-        if k is not None and k < z.shape[1]:
+        if k is not None and k < logits.shape[1]:
             # exactly k classes keep mass, ties included: normalise the top-k values only
-            vals, idx = z.topk(k, dim=1)
-            y_gen = torch.zeros(z.shape, dtype=dtype, device=z.device)
-            y_gen = y_gen.scatter_(1, idx, _normalized_exp(vals, work).to(dtype))
+            # (sorted, so their first column is the row max)
+            vals, idx = logits.topk(k, dim=1)
+            y_top, alive = _softmax_rows(vals, self.temperature, work, top=vals[:, :1])
+            y_gen = torch.zeros(logits.shape, dtype=dtype, device=logits.device)
+            y_gen = y_gen.scatter_(1, idx, y_top.to(dtype))
         else:
-            y_gen = _normalized_exp(z, work).to(dtype)
-        return y_gen, alive[:, 0]
+            y_gen, alive = _softmax_rows(logits, self.temperature, work)
+            y_gen = y_gen.to(dtype)
+        if clean:
+            y_gen = torch.where(alive, y_gen, 1.0 / y_gen.shape[1])
+        return y_gen, alive
 
     def posterior(self, x: Tensor, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
         """The generative label ``y_gen`` ``(B, K)`` of inputs ``x`` and a ``(B,)`` bool mask
         ``dead`` of rows with no finite log-density (their ``y_gen`` row is uniform: the
         density cannot say; GenLabel keeps the labels so far there). Never NaN."""
         y_gen, alive = self._posterior(x, dtype)
-        return y_gen, ~alive
+        return y_gen, ~alive[:, 0]
 
     def forward(self, batch: MixedBatch) -> MixedBatch:
         """Relabel ``batch``: ``y = blend_labels(batch.y, y_gen, gamma, fallback)``."""
@@ -301,14 +291,14 @@ class GenLabel(nn.Module):
                 "fit it on data with all classes or set num_classes"
             )
         # where(alive, blend, y_prev): the fallback mask without a negation kernel
-        y = torch.where(alive[:, None], blend_labels(y_prev, y_gen, self.gamma), y_prev)
+        y = torch.where(alive, blend_labels(y_prev, y_gen, self.gamma), y_prev)
         n = y.shape[0]
         self._tally[0] += 1  # a list, not attributes: nn.Module.__setattr__ costs ~2 us a call
         self._tally[1] += n
         if not self.diagnostics:
             return batch.replace(y=y)
         # counted on the device, in one (2,) tensor: reading them would sync every batch
-        flags = torch.stack([y.argmax(1) != y_prev.argmax(1), ~alive])
+        flags = torch.stack([y.argmax(1) != y_prev.argmax(1), ~alive[:, 0]])
         counts = flags.sum(1)
         if self._counts.device != counts.device:
             self._counts = self._counts.to(counts.device)
@@ -398,25 +388,41 @@ class GenLabel(nn.Module):
         return super()._apply(fn, recurse)
 
 
-def _normalized_exp(z: Tensor, dtype: torch.dtype) -> Tensor:
-    """``softmax(z, 1)`` for rows already shifted by their max (``z <= 0``, a 0 in each row).
+def _softmax_rows(logits: Tensor, temperature: float, dtype: torch.dtype, top: Tensor | None = None,
+                  *, fused: bool | None = None) -> tuple[Tensor, Tensor]:
+    """``(softmax(logits / temperature, 1), alive)`` in ``dtype``, ``alive`` ``(B, 1)`` false
+    for rows with no finite maximum (all ``-inf``, a NaN, a ``+inf``): those rows are NaN.
 
-    On the CPU, ``exp / sum`` instead of ``torch.softmax``: for the few columns of a label
-    (K = 10) the CPU softmax kernel takes ~0.3 us per row (35-50 us at B = 128, half the
-    relabel). And ``exp`` of a finite argument whose result underflows (below about -87
-    in float32: a class far less likely than the top one, the usual case) leaves the
-    vectorised path, 15 us instead of 1 at B = 128, K = 10: so arguments are clamped just
-    above that point and what comes out below twice the smallest normal number is set to
-    exactly 0 (a posterior under 2.4e-38 in float32, and ``-inf`` classes, get 0). The shift
-    makes every row sum >= 1: no overflow, no 0/0 (rows of NaN stay NaN; callers mask them).
+    The row max is subtracted *before* the temperature: ``(z - max) / T <= 0``, so a tiny
+    ``T`` gives 0 for the top class and ``-inf`` for the others (the one-hot label), not
+    ``inf - inf``. ``top`` is the row max when the caller has it already. ``fused``: use
+    ``torch.softmax`` (one kernel; the default off the CPU) rather than ``exp / sum``.
+
+    On the CPU, ``exp / sum`` instead of ``torch.softmax``: ``exp`` of a finite argument
+    whose result underflows (below about -87 in float32: a class far less likely than the
+    top one, the usual case) leaves the vectorised path (15-20 us instead of 1 at B = 128,
+    K = 10, inside ``torch.softmax`` as well). So arguments are clamped just above that point
+    and what comes out below twice the smallest normal number is set to exactly 0 (a
+    posterior under 2.4e-38 in float32, and ``-inf`` classes, get 0). Each row then sums to
+    >= 1 where the density could say and to 0 where it could not (a NaN maps to 0 too),
+    which is the ``alive`` mask at no extra reduction.
     """
-    if z.device.type != "cpu":
-        return torch.softmax(z, 1, dtype=dtype)
+    if top is None:
+        top = logits.amax(1, keepdim=True)
+    z = logits - top
+    if temperature != 1.0:
+        # a factor within the dtype's normal range: 1/T in float32 would be inf (T = 1e-300,
+        # and 0 * inf = NaN at the top class) or 0 (T = 1e300, and -inf * 0 = NaN)
+        info = torch.finfo(z.dtype)
+        z = z.mul_(min(max(1.0 / temperature, info.tiny), info.max))
+    if fused if fused is not None else z.device.type != "cpu":
+        # |top| < inf is isfinite in two kernels instead of three; NaN fails it too
+        return torch.softmax(z, 1, dtype=dtype), top.abs() < math.inf
     info = torch.finfo(dtype)
-    e = z.to(dtype).clamp_min_(math.log(info.tiny) + 0.3) if z.dtype != dtype else z.clamp_min(
-        math.log(info.tiny) + 0.3)
-    e = torch.nn.functional.threshold_(e.exp_(), 2 * info.tiny, 0.0)
-    return e.div_(e.sum(1, keepdim=True))
+    z = z.to(dtype).clamp_min_(math.log(info.tiny) + 0.3)
+    e = torch.nn.functional.threshold_(z.exp_(), 2 * info.tiny, 0.0)
+    total = e.sum(1, keepdim=True)
+    return e.div_(total), total > 0
 
 
 def _check_prior(prior: Any) -> tuple[str, Tensor | None]:

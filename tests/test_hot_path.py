@@ -5,6 +5,7 @@ import torch
 import torch._dynamo as dynamo
 
 import mixkit
+from mixkit.genlabel import _softmax_rows
 
 K, D = 4, 5
 CONFIGS = [
@@ -162,3 +163,26 @@ def test_mixup_genlabel_on_cuda_never_syncs():
     # same permutation draws on both devices? not guaranteed: compare the fixed-lam rows' sums
     torch.testing.assert_close(fixed.y.sum(1).cpu(), torch.ones(128))
     assert expected.shape == fixed.y.shape
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.3, 1e-300, 1e300])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_cpu_and_the_fused_softmax_agree(temperature, dtype):
+    """The CPU path (exp / sum, clamped) and the accelerator path (torch.softmax) give the
+    same labels and the same mask, on rows with -inf classes, dead rows and NaN."""
+    g = torch.Generator().manual_seed(0)
+    logits = (torch.randn(64, 7, generator=g, dtype=dtype) * 80).T.contiguous().T  # a transposed view
+    logits[3, 2:] = -torch.inf
+    logits[5] = -torch.inf
+    logits[6, 1] = float("nan")
+    logits[7, 0] = torch.inf
+    plain, alive_p = _softmax_rows(logits, temperature, dtype, fused=False)
+    fused, alive_f = _softmax_rows(logits, temperature, dtype, fused=True)
+    assert torch.equal(alive_p, alive_f)
+    assert alive_p[:, 0].tolist() == [i not in (5, 6, 7) for i in range(64)]
+    ok = alive_p[:, 0]
+    torch.testing.assert_close(plain[ok], fused[ok], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(plain[ok].sum(1), torch.ones(61, dtype=dtype))
+    assert (plain[3, 2:] == 0).all()
+    if temperature == 1e-300:  # the one-hot label of the top class
+        assert torch.equal(plain[ok], torch.nn.functional.one_hot(logits[ok].argmax(1), 7).to(dtype))
