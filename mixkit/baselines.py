@@ -13,7 +13,7 @@ import math
 import sys
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from mixkit._validation import as_class_ids, as_tensor, check_finite, check_positive
 from mixkit.batch import MixedBatch
@@ -32,18 +32,34 @@ def nearest_labels(x: Tensor, x_ref: Tensor, y_ref: Tensor) -> Tensor:
     return torch.cat(out) if out else y_ref.new_empty(0)
 
 
-class ExcludeIntrusion:
+class ExcludeIntrusion(nn.Module):
     """Mixup excluding manifold intrusion: drop mixed points whose nearest training
     point belongs to neither of the two mixed classes (section 3.1 of the paper).
 
-    ``fit(x, y)`` stores the training set. The returned batch has fewer rows;
-    ``batch.info["excluded"]`` counts the dropped ones. If every row intrudes,
-    the batch is empty: skip the step (its loss would be the mean of nothing).
+    ``fit(x, y)`` stores the training set (as buffers: the module's ``state_dict``
+    carries it, and ``.to()`` moves it). The returned batch has fewer rows;
+    ``batch.info["excluded"]`` counts the dropped ones. If every row intrudes, the
+    batch is empty (0 rows, which GenLabel passes through): skip the step (its loss
+    would be the mean of nothing).
     """
 
+    x_ref: Tensor | None
+    y_ref: Tensor | None
+
     def __init__(self) -> None:
-        self.x_ref: Tensor | None = None
-        self.y_ref: Tensor | None = None
+        super().__init__()
+        self.register_buffer("x_ref", None)
+        self.register_buffer("y_ref", None)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        # the reference set is created by fit: make room for it in a fresh instance
+        for name in ("x_ref", "y_ref"):
+            value = state_dict.get(prefix + name)
+            if torch.is_tensor(value):
+                current = self._buffers.get(name)
+                if current is None or current.shape != value.shape or current.dtype != value.dtype:
+                    self._buffers[name] = torch.empty_like(value)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def fit(self, x: Tensor, y: Tensor) -> ExcludeIntrusion:
         x = as_tensor(x, "x passed to fit").detach()
@@ -73,10 +89,10 @@ class ExcludeIntrusion:
             raise ValueError(f"fitted on {self.x_ref.shape[1]} features, batch has {x.shape[1]}")
         if self.x_ref.device != x.device:
             self.x_ref, self.y_ref = self.x_ref.to(x.device), self.y_ref.to(x.device)
-        nn = nearest_labels(x.to(self.x_ref.dtype), self.x_ref, self.y_ref)
-        return (nn != batch.labels) & (nn != batch.partner_labels)
+        near = nearest_labels(x.to(self.x_ref.dtype), self.x_ref, self.y_ref)
+        return (near != batch.labels) & (near != batch.partner_labels)
 
-    def __call__(self, batch: MixedBatch) -> MixedBatch:
+    def forward(self, batch: MixedBatch) -> MixedBatch:
         keep = ~self.intrudes(batch)
         out = batch.select(keep)
         out.info = {**batch.info, "excluded": (~keep).sum()}

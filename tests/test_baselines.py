@@ -128,3 +128,16 @@ def test_exclude_intrusion_fit_errors_and_ids():
     xg = torch.randn(2, 1, requires_grad=True)
     ex.fit(xg * 2, torch.tensor([0.0, 1.0]))
     assert not ex.x_ref.requires_grad
+
+
+def test_exclude_intrusion_state_round_trip(tmp_path):
+    ex = fitted_exclude()
+    torch.save(ex.state_dict(), tmp_path / "ex.pt")
+    fresh = mixkit.ExcludeIntrusion()
+    fresh.load_state_dict(torch.load(tmp_path / "ex.pt", weights_only=True))
+    x = torch.tensor([[0.0], [-0.9], [0.95]])
+    labels = torch.tensor([0, 0, 1])
+    y = torch.nn.functional.one_hot(labels, 3).float()
+    batch = MixedBatch(x, y, torch.full((3,), 0.5), torch.tensor([2, 0, 0]), labels, y)
+    assert torch.equal(fresh.intrudes(batch), ex.intrudes(batch))
+    assert torch.equal(fresh.x_ref, ex.x_ref) and torch.equal(fresh.y_ref, ex.y_ref)
