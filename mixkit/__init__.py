@@ -7,7 +7,7 @@ from mixkit.batch import MixedBatch, to_soft_labels
 from mixkit.collate import MixCollate, from_timm, on_device
 from mixkit.densities import KDE, Density, Gaussian, NotFittedError, OnlineGaussian
 from mixkit.diagnosis import Diagnosis, diagnose
-from mixkit.genlabel import GenLabel
+from mixkit.genlabel import GenLabel, blend_labels
 from mixkit.genmix_dataset import genmix_dataset
 from mixkit.hookspecs import hookimpl
 from mixkit.latent import OnlineGenLabel, frozen_features
@@ -24,6 +24,7 @@ from mixkit.registry import (
     register_plugin,
     unregister_plugin,
 )
+from mixkit.stats import RelabelStats
 
 __all__ = [
     "Component",
@@ -48,9 +49,11 @@ __all__ = [
     "OnlineGenLabel",
     "PluginCollisionError",
     "PluginInfo",
+    "RelabelStats",
     "UnknownComponentError",
     "__version__",
     "available",
+    "blend_labels",
     "create_density",
     "create_mixer",
     "diagnose",

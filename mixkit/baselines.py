@@ -9,10 +9,14 @@
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+import math
+import sys
 
-from mixkit.batch import MixedBatch, check_finite, check_labels
+import torch
+from torch import Tensor, nn
+
+from mixkit._validation import as_class_ids, as_tensor, check_finite, check_positive
+from mixkit.batch import MixedBatch
 
 # pairwise-distance blocks are kept near this many elements
 _CHUNK_ELEMENTS = 1 << 24
@@ -28,47 +32,67 @@ def nearest_labels(x: Tensor, x_ref: Tensor, y_ref: Tensor) -> Tensor:
     return torch.cat(out) if out else y_ref.new_empty(0)
 
 
-class ExcludeIntrusion:
+class ExcludeIntrusion(nn.Module):
     """Mixup excluding manifold intrusion: drop mixed points whose nearest training
     point belongs to neither of the two mixed classes (section 3.1 of the paper).
 
-    ``fit(x, y)`` stores the training set. The returned batch has fewer rows;
-    ``batch.info["excluded"]`` counts the dropped ones. If every row intrudes,
-    the batch is empty: skip the step (its loss would be the mean of nothing).
+    ``fit(x, y)`` stores the training set (as buffers: the module's ``state_dict``
+    carries it, and ``.to()`` moves it). The returned batch has fewer rows;
+    ``batch.info["excluded"]`` counts the dropped ones. If every row intrudes, the
+    batch is empty (0 rows, which GenLabel passes through): skip the step (its loss
+    would be the mean of nothing).
     """
 
+    x_ref: Tensor | None
+    y_ref: Tensor | None
+
     def __init__(self) -> None:
-        self.x_ref: Tensor | None = None
-        self.y_ref: Tensor | None = None
+        super().__init__()
+        self.register_buffer("x_ref", None)
+        self.register_buffer("y_ref", None)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        # the reference set is created by fit: make room for it in a fresh instance
+        for name in ("x_ref", "y_ref"):
+            value = state_dict.get(prefix + name)
+            if torch.is_tensor(value):
+                current = self._buffers.get(name)
+                if current is None or current.shape != value.shape or current.dtype != value.dtype:
+                    self._buffers[name] = torch.empty_like(value)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def fit(self, x: Tensor, y: Tensor) -> ExcludeIntrusion:
-        x = torch.as_tensor(x)
-        y = torch.as_tensor(y)
-        if y.ndim == 2:
+        x = as_tensor(x, "x passed to fit").detach()
+        y = as_tensor(y, "y passed to fit").detach()
+        if y.ndim == 2 and y.shape[1] > 1:
             y = y.argmax(1)
-        if x.ndim < 2 or y.ndim != 1 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        if x.ndim < 2 or x.shape[0] == 0 or y.ndim not in (1, 2) or y.shape[0] != x.shape[0]:
             raise ValueError(
-                f"fit expects x (N, ...) and class ids y (N,), got {tuple(x.shape)} and {tuple(y.shape)}"
+                f"fit expects x (N, ...) with N > 0 and class ids y (N,), got {tuple(x.shape)} and "
+                f"{tuple(y.shape)}"
             )
-        x = x.reshape(x.shape[0], -1).float()
+        x = x.reshape(x.shape[0], math.prod(x.shape[1:])).float()
         check_finite(x, "x passed to fit")
-        check_labels(y.long(), int(y.max()) + 1)
-        self.x_ref, self.y_ref = x, y.long()
+        ids = as_class_ids(y, what="y passed to fit")  # refuses float ids that are not integral
+        if int(ids.min()) < 0:
+            raise ValueError(f"y passed to fit must hold class ids >= 0, got {int(ids.min())}")
+        self.x_ref, self.y_ref = x, ids
         return self
 
     def intrudes(self, batch: MixedBatch) -> Tensor:
         """``(B,)`` bool: the nearest training point's class is neither mixed class."""
         if self.x_ref is None:
             raise RuntimeError("ExcludeIntrusion is not fitted: call .fit(x_train, y_train) first")
-        x = batch.x.reshape(batch.x.shape[0], -1)
+        # math.prod, not -1: a 0-row batch has no size for -1 to infer
+        x = batch.x.detach().reshape(batch.x.shape[0], math.prod(batch.x.shape[1:]))
         if x.shape[1] != self.x_ref.shape[1]:
             raise ValueError(f"fitted on {self.x_ref.shape[1]} features, batch has {x.shape[1]}")
         if self.x_ref.device != x.device:
             self.x_ref, self.y_ref = self.x_ref.to(x.device), self.y_ref.to(x.device)
-        nn = nearest_labels(x.to(self.x_ref.dtype), self.x_ref, self.y_ref)
-        return (nn != batch.labels) & (nn != batch.partner_labels)
+        near = nearest_labels(x.to(self.x_ref.dtype), self.x_ref, self.y_ref)
+        return (near != batch.labels) & (near != batch.partner_labels)
 
-    def __call__(self, batch: MixedBatch) -> MixedBatch:
+    def forward(self, batch: MixedBatch) -> MixedBatch:
         keep = ~self.intrudes(batch)
         out = batch.select(keep)
         out.info = {**batch.info, "excluded": (~keep).sum()}
@@ -84,18 +108,19 @@ class LogisticLabel:
     """
 
     def __init__(self, sigma: float = 0.5) -> None:
-        if sigma <= 0:
-            raise ValueError(f"sigma must be positive, got {sigma}")
-        self.sigma = float(sigma)
+        self.sigma = check_positive("sigma", sigma)
+        # the slope 2 / sigma^2, capped at the largest double: at sigma = 1e-200 it would be
+        # inf, and inf * (lam - 1/2) at lam = 1/2 is NaN; capped, lam = 1/2 gives rho = 1/2
+        self._slope = min(2.0 / self.sigma / self.sigma, sys.float_info.max)
 
     def __repr__(self) -> str:
         return f"LogisticLabel(sigma={self.sigma})"
 
     def __call__(self, batch: MixedBatch) -> MixedBatch:
-        k = batch.num_classes
-        dtype = batch.y.dtype
-        lam = batch.lam.to(dtype)
-        rho = torch.sigmoid(2.0 * (lam - 0.5) / self.sigma**2)[:, None]
-        y_i = torch.nn.functional.one_hot(batch.labels, k).to(dtype)
-        y_j = torch.nn.functional.one_hot(batch.partner_labels, k).to(dtype)
-        return batch.replace(y=rho * y_i + (1 - rho) * y_j)
+        y = batch.y
+        # in float64: a float32 slope would overflow for sigma < ~1e-19
+        rho = torch.sigmoid((batch.lam.double() - 0.5) * self._slope).to(y.dtype)[:, None]
+        # scatter instead of F.one_hot: one_hot reads the ids' max (a host sync on CUDA)
+        y_i = torch.zeros_like(y).scatter_(1, batch.labels[:, None], 1.0)
+        y_j = torch.zeros_like(y).scatter_(1, batch.partner_labels[:, None], 1.0)
+        return batch.replace(y=torch.lerp(y_j, y_i, rho))

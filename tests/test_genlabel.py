@@ -175,3 +175,222 @@ def test_errors():
         gl(mixed(torch.randn(4, 2), torch.tensor([0, 1, 2, 3]), 4))
     with pytest.raises(ValueError, match="at least 2 sample"):
         mixkit.GenLabel("gaussian").fit(torch.randn(5, 2), torch.tensor([0, 0, 1, 1, 2]))
+
+
+# -- module, state, chaining ----------------------------------------------------------------
+
+
+def three_classes(n=300, d=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 3
+    return torch.randn(n, d, generator=g) + 1.5 * torch.randn(3, d, generator=g)[y], y
+
+
+def test_genlabel_is_a_module_and_a_checkpoint_restores_identical_labels(tmp_path):
+    x, y = three_classes()
+    kw = dict(gamma=0.7, top_k=2, temperature=0.5, prior=torch.tensor([0.2, 0.3, 0.5]))
+    gl = mixkit.GenLabel("gaussian", **kw).fit(x, y)
+    assert isinstance(gl, torch.nn.Module) and gl.density in gl.children()
+    model = torch.nn.ModuleDict({"net": torch.nn.Linear(3, 3), "relabel": gl})
+    torch.save(model.state_dict(), tmp_path / "ckpt.pt")
+    fresh = torch.nn.ModuleDict({"net": torch.nn.Linear(3, 3), "relabel": mixkit.GenLabel("gaussian")})
+    fresh.load_state_dict(torch.load(tmp_path / "ckpt.pt", weights_only=True))
+    restored = fresh["relabel"]
+    assert (restored.gamma, restored.top_k, restored.temperature) == (0.7, 2, 0.5)
+    torch.testing.assert_close(restored.prior_probs, torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64))
+    batch = mixkit.Mixup(num_classes=3, seed=1)(x[:64], y[:64])
+    assert torch.equal(gl(batch).y, restored(batch).y)
+    # and back: a uniform-prior state drops the tensor prior of the GenLabel it loads into
+    uniform = mixkit.GenLabel("gaussian").fit(x, y)
+    restored.load_state_dict(uniform.state_dict())
+    assert restored.prior_mode == "uniform" and "prior_probs" not in dict(restored.named_buffers())
+    assert torch.equal(restored(batch).y, uniform(batch).y)
+
+
+def test_stats_are_not_state():
+    x, y = three_classes()
+    gl = mixkit.GenLabel("gaussian").fit(x, y)
+    gl(mixkit.Mixup(num_classes=3, seed=0)(x, y))
+    assert not any("count" in k and not k.startswith("density.") for k in gl.state_dict())
+    assert gl.stats()["calls"] == 1
+
+
+def test_feature_map_module_is_kept_out_of_the_state_unless_asked():
+    x, y = three_classes()
+    fmap = torch.nn.Linear(3, 2)
+    out = mixkit.GenLabel("gaussian", feature_map=fmap).fit(x, y)
+    assert not any(k.startswith("feature_map") for k in out.state_dict())
+    assert fmap not in list(out.modules())
+    inside = mixkit.GenLabel("gaussian", feature_map=fmap, include_feature_map=True).fit(x, y)
+    assert "feature_map.weight" in inside.state_dict()
+
+
+def test_a_relabeler_blends_with_the_labels_so_far_and_y_mix_keeps_the_mixers():
+    x, y = three_classes()
+    batch = mixkit.Mixup(num_classes=3, seed=2)(x[:50], y[:50])
+    first = mixkit.LogisticLabel(0.3)
+    gl = mixkit.GenLabel("gaussian", gamma=0.5).fit(x, y)
+    chained = gl(first(batch))
+    y_gen, dead = gl.posterior(batch.x)
+    assert not dead.any()
+    torch.testing.assert_close(chained.y, 0.5 * first(batch).y + 0.5 * y_gen)
+    assert torch.equal(chained.y_mix, batch.y_mix)  # the mixer's label, untouched
+    # two GenLabels: the second blends with the first one's output
+    twice = gl(gl(batch))
+    torch.testing.assert_close(twice.y, 0.25 * batch.y + 0.75 * y_gen)
+    assert torch.equal(twice.y_mix, batch.y_mix)
+
+
+def test_blend_labels_floats_tensors_and_fallback():
+    y_mix = torch.tensor([[0.6, 0.4, 0.0], [0.0, 0.5, 0.5]])
+    y_gen = torch.tensor([[0.1, 0.8, 0.1], [float("nan")] * 3])
+    dead = torch.tensor([False, True])
+    out = mixkit.blend_labels(y_mix, y_gen, 0.25, dead)
+    torch.testing.assert_close(out[0], 0.75 * y_mix[0] + 0.25 * y_gen[0])
+    assert torch.equal(out[1], y_mix[1])
+    gammas = torch.tensor([0.0, 0.5, 1.0])
+    many = mixkit.blend_labels(y_mix, y_gen, gammas, dead)
+    assert many.shape == (3, 2, 3)
+    for g, row in zip(gammas.tolist(), many):
+        torch.testing.assert_close(row, mixkit.blend_labels(y_mix, y_gen, g, dead))
+    assert torch.equal(mixkit.blend_labels(y_mix, y_gen, gammas[:, None, None], dead), many)
+    assert torch.equal(mixkit.blend_labels(y_mix, y_gen, 1.0, dead), torch.stack([y_gen[0], y_mix[1]]))
+    assert torch.equal(mixkit.blend_labels(y_mix, y_gen, 0.0), y_mix)
+
+
+def test_diagnostics_can_be_turned_off():
+    x, y = three_classes()
+    batch = mixkit.Mixup(num_classes=3, seed=0)(x, y)
+    on = mixkit.GenLabel("gaussian").fit(x, y)
+    off = mixkit.GenLabel("gaussian", diagnostics=False).fit(x, y)
+    a, b = on(batch), off(batch)
+    assert torch.equal(a.y, b.y)
+    assert "genlabel" in a.info and "genlabel" not in b.info
+    assert off.stats() == {"calls": 1, "samples": 300}
+    assert set(on.stats()) == {"calls", "samples", "changed", "fallback"}
+
+
+# -- issue 13: findings 6, 8, 13, 14 --------------------------------------------------------------
+
+
+def test_targets_do_not_require_grad_and_fit_stores_no_graph():
+    x, y = three_classes()
+    xg = x.clone().requires_grad_(True)
+    gl = mixkit.GenLabel("gaussian").fit(xg * 1.0, y)
+    assert not any(b.requires_grad or b.grad_fn is not None for b in gl.density.buffers())
+    batch = mixkit.Mixup(num_classes=3, seed=0)(xg, y)
+    assert batch.x.requires_grad
+    out = gl(batch)
+    assert not out.y.requires_grad
+    y_gen, _ = gl.posterior(batch.x)
+    assert not y_gen.requires_grad
+
+
+@pytest.mark.parametrize("bad", [float("nan"), 0.0, -1.0, float("inf")])
+def test_temperature_must_be_positive_and_finite(bad):
+    with pytest.raises(ValueError, match="temperature"):
+        mixkit.GenLabel("gaussian", temperature=bad)
+
+
+def test_tiny_temperature_gives_the_one_hot_argmax_label():
+    x, y = three_classes()
+    gl = mixkit.GenLabel("gaussian", temperature=1e-300).fit(x, y)
+    batch = mixkit.Mixup(num_classes=3, seed=0)(x, y)
+    out = gl(batch)
+    logp = mixkit.GenLabel("gaussian").fit(x, y).log_posterior(batch.x)
+    expected = torch.nn.functional.one_hot(logp.argmax(1), 3).float()
+    assert torch.equal(out.y, expected)
+    assert int(out.info["genlabel"]["fallback"]) == 0
+
+
+class Ties(mixkit.Density):
+    """Every class equally likely everywhere: top_k must still keep exactly k."""
+
+    def _fit(self, x, y):
+        pass
+
+    def _log_prob(self, x):
+        return torch.zeros(x.shape[0], self.num_classes, dtype=x.dtype)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_top_k_keeps_exactly_k_classes_on_ties(k):
+    density = Ties().fit(torch.randn(8, 2), torch.arange(8) % 5)
+    gl = mixkit.GenLabel(density, top_k=k)
+    out = gl(mixed(torch.randn(6, 2), torch.arange(6) % 5, 5))
+    assert ((out.y > 0).sum(1) == k).all()
+    torch.testing.assert_close(out.y.sum(1), torch.ones(6))
+    torch.testing.assert_close(out.y.max(1).values, torch.full((6,), 1.0 / k))
+
+
+@pytest.mark.parametrize("prior", [
+    [0.5, float("nan"), 0.5], [0.5, float("inf"), 0.5], [-0.1, 0.6, 0.5], [0.0, 0.0, 0.0], [[0.5, 0.5]], [],
+])
+def test_bad_priors_are_refused_at_construction(prior):
+    with pytest.raises(ValueError, match="prior"):
+        mixkit.GenLabel("gaussian", prior=torch.tensor(prior))
+
+
+def test_prior_of_the_wrong_length_says_so():
+    x, y = three_classes()
+    gl = mixkit.GenLabel("gaussian", prior=torch.tensor([0.5, 0.5])).fit(x, y)
+    with pytest.raises(ValueError, match="prior has 2 entries but the density knows 3 classes"):
+        gl(mixkit.Mixup(num_classes=3, seed=0)(x, y))
+
+
+def test_prior_tensor_is_copied_not_referenced():
+    p = torch.tensor([1.0, 1.0, 2.0])
+    gl = mixkit.GenLabel("gaussian", prior=p)
+    p[0] = 100.0
+    torch.testing.assert_close(gl.prior_probs, torch.tensor([0.25, 0.25, 0.5], dtype=torch.float64))
+
+
+def test_zero_row_batches_pass_through():
+    x, y = three_classes()
+    gl = mixkit.GenLabel("gaussian").fit(x, y)
+    for shape in ((0, 3), (0, 1, 3)):
+        empty = MixedBatch(torch.zeros(shape), torch.zeros(0, 3), torch.zeros(0), torch.zeros(0, dtype=torch.long),
+                           torch.zeros(0, dtype=torch.long), torch.zeros(0, 3))
+        out = gl(empty)
+        assert out.y.shape == (0, 3) and int(out.info["genlabel"]["fallback"]) == 0
+    y_gen, dead = gl.posterior(torch.zeros(0, 3))
+    assert y_gen.shape == (0, 3) and dead.shape == (0,)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"density": 42}, TypeError, "registered density name or a mixkit.Density"),
+    ({"density": mixkit.Gaussian(), "covariance": "diag"}, TypeError, "only accepted with a density name"),
+    ({"gamma": float("nan")}, ValueError, "gamma"),
+    ({"gamma": "0.5"}, TypeError, "gamma"),
+    ({"top_k": 0}, ValueError, "top_k"),
+    ({"top_k": 2.5}, TypeError, "top_k"),
+    ({"temperature": None}, TypeError, "temperature"),
+    ({"prior": "balanced"}, ValueError, "prior"),
+    ({"prior": object()}, TypeError, "prior"),
+    ({"feature_map": 3}, TypeError, "feature_map"),
+])
+def test_construction_errors_are_mixkit_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        mixkit.GenLabel(**kwargs)
+
+
+def test_fit_errors_say_what_is_wrong():
+    gl = mixkit.GenLabel("gaussian")
+    with pytest.raises(ValueError, match="non-empty"):
+        gl.fit(torch.zeros(0, 2), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match="samples but y has"):
+        gl.fit(torch.zeros(5, 2), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="integer class ids"):
+        gl.fit(torch.randn(6, 2), torch.tensor([0.0, 1.5, 0.0, 1.0, 0.0, 1.0]))
+    with pytest.raises(ValueError, match="0-d"):
+        gl.fit(torch.randn(6, 2), torch.tensor(1))
+    with pytest.raises(TypeError, match="without y"):
+        gl.fit(torch.utils.data.TensorDataset(torch.randn(4, 2), torch.arange(4)), torch.arange(4))
+
+
+def test_huge_temperature_is_uniform_over_the_classes_with_density():
+    density = BoundedSupport().fit(torch.tensor([[0.5], [1.5], [2.5]]), torch.tensor([0, 1, 2]))
+    gl = mixkit.GenLabel(density, temperature=1e300)
+    # x = 1.0 lies in the supports of classes 0 and 1 only: class 2 is -inf
+    out = gl(mixed(torch.tensor([[1.0]]), torch.tensor([0]), 3))
+    torch.testing.assert_close(out.y, torch.tensor([[0.5, 0.5, 0.0]]))
