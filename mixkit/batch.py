@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mixkit._validation import as_class_ids, as_tensor, check_finite, check_id_range, check_soft_labels
+from mixkit._validation import as_class_ids, as_tensor, check_finite, check_id_range, check_soft_labels, is_compiling
 
 
 @dataclass
@@ -99,6 +99,8 @@ def _shares_memory(a: Tensor, b: Tensor) -> bool:
     """Whether two tensors are views of one storage (no device sync: pointers only)."""
     if a is b:
         return True
+    if is_compiling():  # storage pointers cannot be traced; inside a graph only identity is known
+        return False
     try:
         return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr() and a.numel() > 0
     except (RuntimeError, NotImplementedError):  # tensors without storage (e.g. some subclasses)
