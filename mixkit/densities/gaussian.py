@@ -282,14 +282,18 @@ class Gaussian(Density):
                 self._form = "quadratic"
                 prec = w @ w.mT  # Sigma^-1
                 prec_mean = torch.einsum("kde,ke->kd", prec, centred)
-                # log p_c(x) = c_c + b_c.x - x^T P_c x / 2 is linear in [x_i x_j (i <= j), x]
-                iu, ju = torch.triu_indices(d, d, device=means.device)
-                quad = -0.5 * prec[:, iu, ju] * torch.where(iu == ju, 1.0, 2.0).to(prec)
-                keep("quad_rows", iu)
-                keep("quad_cols", ju)
-                keep("weights", torch.cat([quad, prec_mean], 1))  # (K, T + d)
                 const = log_det_prec - 0.5 * d * math.log(2 * math.pi)
-                keep("bias", (const - 0.5 * (prec_mean * centred).sum(1))[:, None])  # (K, 1)
+                # log p_c(x) = c_c + b_c.x - x^T P_c x / 2 is linear in the products a_i a_j
+                # (i <= j) of a = [x, 1]: quadratic terms, linear terms and the constant
+                full = torch.zeros(k, d + 1, d + 1, dtype=prec.dtype, device=prec.device)
+                full[:, :d, :d] = -0.5 * prec
+                full[:, :d, d] = prec_mean
+                full[:, d, d] = const - 0.5 * (prec_mean * centred).sum(1)
+                sym = full + full.mT  # a_i a_j and a_j a_i share one feature
+                iu, ju = torch.triu_indices(d + 1, d + 1, device=means.device)
+                weights = sym[:, iu, ju] * torch.where(iu == ju, 0.5, 1.0).to(sym)
+                keep("pair_index", iu * (d + 1) + ju)
+                keep("weights", weights)  # (K, (d + 1)(d + 2) / 2)
                 keep("error_ref", const + 0.5 * mnorm2)  # maha = 2 (log_const - out)
             else:
                 self._form = "whiten"
@@ -312,7 +316,7 @@ class Gaussian(Density):
     def _log_prob(self, x: Tensor) -> Tensor:
         xs = x - self.cast("shift", x)  # relative to the centre: less cancellation
         k, d = self.num_classes, self.dim
-        width = {"whiten": k * d, "quadratic": d * (d + 1) // 2 + d}.get(self._form, d + k)
+        width = {"whiten": k * d, "quadratic": (d + 1) ** 2}.get(self._form, d + k)
         chunk = max(1, _CHUNK_ELEMENTS // max(1, width))
         if xs.shape[0] <= chunk:
             out, err = self._score(xs)
@@ -335,10 +339,10 @@ class Gaussian(Density):
             maha = proj.square_().view(xs.shape[0], self.num_classes, self.dim).sum(-1)
             err = torch.add(maha, self.cast("mean_norm2", xs)).mul_(scale)
         elif form == "quadratic":
-            # features as rows (T + d, B): gathering rows is a copy, gathering columns is not
-            xt = xs.T.contiguous()
-            feats = torch.cat([xt.index_select(0, self.quad_rows) * xt.index_select(0, self.quad_cols), xt])
-            out = torch.addmm(self.cast("bias", xs), self.cast("weights", xs), feats).T
+            # pair products as rows (T, B): one broadcast product, one gather of rows (a copy)
+            at = torch.cat([xs.T, xs.new_ones(1, xs.shape[0])])
+            feats = (at[:, None, :] * at[None, :, :]).view(-1, xs.shape[0]).index_select(0, self.pair_index)
+            out = torch.mm(self.cast("weights", xs), feats).T
             return out, torch.sub(self.cast("error_ref", xs), out).mul_(2.0 * scale)
         elif form == "tied":
             z = xs @ self.cast("whiten", xs)
