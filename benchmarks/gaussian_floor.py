@@ -31,18 +31,21 @@ from mixkit.densities import gaussian as gaussian_module
 from mixkit.densities.gaussian import Gaussian
 
 
-def best_time(fn, budget: float = 0.25, min_runs: int = 5) -> float:
-    """Minimum wall time of ``fn()`` over repeated runs (after one warm-up)."""
-    fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_runs or time.perf_counter() - start < budget:
-        t0 = time.perf_counter()
+def best_times(fns: dict, budget: float = 1.0, min_rounds: int = 7) -> dict[str, float]:
+    """Minimum wall time of each callable, measured in interleaved rounds (after a warm-up),
+    so that load from other processes hits all of them alike."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - t0)
-        if len(times) >= 200:
-            break
-    return min(times)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < min_rounds or (time.perf_counter() - start < budget and rounds < 300):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+        rounds += 1
+    return {name: min(ts) for name, ts in times.items()}
 
 
 def faults(fn, calls: int = 5) -> float:
@@ -88,43 +91,48 @@ def main() -> None:
     for d in dims:
         for k in (10, 100):
             for b in batches:
-                x64 = torch.randn(b, d, generator=gen, dtype=torch.float64) * 2.0
-                x = x64.float()
-                g = random_gaussian(d, k, "full", gen)
-                chosen = g._form
-                t_full = best_time(lambda: g.log_prob(x))
-                flt = faults(lambda: g.log_prob(x))
-                err = (g.log_prob(x).double() - g.log_prob(x64)).abs().max().item()
-                gw = random_gaussian(d, k, "full", gen, quadratic=False)
-                t_whiten = best_time(lambda: gw.log_prob(x))
-                t_quad = math.nan
-                if d <= 128:
-                    gq = random_gaussian(d, k, "full", gen, quadratic=True)
-                    t_quad = best_time(lambda: gq.log_prob(x))
-                w = torch.randn(d, k * d, generator=gen)
-                t_gemm = best_time(lambda: torch.mm(x, w))
-                t_wfloor = best_time(lambda: torch.mm(x, w).view(b, k, d).square().sum(-1))
-                t_floor = t_wfloor
-                if d <= 128:
-                    t = d * (d + 1) // 2 + d
-                    wq, fq = torch.randn(k, t, generator=gen), torch.randn(t, b, generator=gen)
-                    t_floor = min(t_floor, best_time(lambda: torch.mm(wq, fq)))
-                gt = random_gaussian(d, k, "tied", gen)
-                wt, mt = torch.randn(d, d, generator=gen), torch.randn(d, k, generator=gen)
-                t_tied = best_time(lambda: gt.log_prob(x))
-                t_tfloor = best_time(lambda: torch.mm(torch.mm(x, wt), mt))
-                gd = random_gaussian(d, k, "diag", gen)
-                t_diag = best_time(lambda: gd.log_prob(x))
-                t_dfloor = best_time(lambda: (torch.mm(x * x, mt), torch.mm(x, mt)))
-                ms = 1e3
-                print(
-                    f"{d:>4} {k:>4} {b:>5} | {chosen:>9} {t_full * ms:8.3f} {t_whiten * ms:8.3f} "
-                    f"{t_quad * ms:8.3f} {t_gemm * ms:8.3f} {t_floor * ms:8.3f} "
-                    f"{t_full / t_gemm:6.2f} {t_full / t_floor:6.2f} {flt:5.0f} | "
-                    f"{t_tied * ms:7.3f} {t_tied / t_tfloor:6.2f} | {t_diag * ms:7.3f} "
-                    f"{t_diag / t_dfloor:6.2f} | {err:8.1e}",
-                    flush=True,
-                )
+                print(row(d, k, b, gen), flush=True)
+
+
+def row(d: int, k: int, b: int, gen: torch.Generator) -> str:
+    x64 = torch.randn(b, d, generator=gen, dtype=torch.float64) * 2.0
+    x = x64.float()
+    g = random_gaussian(d, k, "full", gen)
+    gw = random_gaussian(d, k, "full", gen, quadratic=False)
+    w = torch.randn(d, k * d, generator=gen)
+    gt = random_gaussian(d, k, "tied", gen)
+    wt, mt = torch.randn(d, d, generator=gen), torch.randn(d, k, generator=gen)
+    gd = random_gaussian(d, k, "diag", gen)
+    fns = {
+        "full": lambda: g.log_prob(x),
+        "whiten": lambda: gw.log_prob(x),
+        "gemm": lambda: torch.mm(x, w),
+        "wfloor": lambda: torch.mm(x, w).view(b, k, d).square().sum(-1),
+        "tied": lambda: gt.log_prob(x),
+        "tfloor": lambda: torch.mm(torch.mm(x, wt), mt),
+        "diag": lambda: gd.log_prob(x),
+        "dfloor": lambda: (torch.mm(x * x, mt), torch.mm(x, mt)),
+    }
+    if d <= 180:
+        gq = random_gaussian(d, k, "full", gen, quadratic=True)
+        t = (d + 1) * (d + 2) // 2
+        wq, fq = torch.randn(k, t, generator=gen), torch.randn(t, b, generator=gen)
+        fns["quad"] = lambda: gq.log_prob(x)
+        fns["qfloor"] = lambda: torch.mm(wq, fq)
+    budget = 1.0 if d * k * b < 2**24 else 3.0
+    t = best_times(fns, budget=budget)
+    t.setdefault("quad", math.nan)
+    floor = min(t["wfloor"], t.get("qfloor", math.inf))
+    flt = faults(lambda: g.log_prob(x))
+    err = (g.log_prob(x).double() - g.log_prob(x64)).abs().max().item()
+    ms = 1e3
+    return (
+        f"{d:>4} {k:>4} {b:>5} | {g._form:>9} {t['full'] * ms:8.3f} {t['whiten'] * ms:8.3f} "
+        f"{t['quad'] * ms:8.3f} {t['gemm'] * ms:8.3f} {floor * ms:8.3f} "
+        f"{t['full'] / t['gemm']:6.2f} {t['full'] / floor:6.2f} {flt:5.0f} | "
+        f"{t['tied'] * ms:7.3f} {t['tied'] / t['tfloor']:6.2f} | {t['diag'] * ms:7.3f} "
+        f"{t['diag'] / t['dfloor']:6.2f} | {err:8.1e}"
+    )
 
 
 if __name__ == "__main__":

@@ -72,18 +72,19 @@ def cannot_say(
     kept when every class that could still matter (whose upper bound reaches within
     ``margin`` of the best lower bound) is accurate to ``tol`` nats, or when only one class
     can matter (then the posterior is one-hot whatever the rounding). Otherwise the
-    posterior read from the row could be confidently wrong, so the row says "cannot say".
+    posterior read from the row could be confidently wrong, so the row says "cannot say";
+    so does a row holding a NaN.
     No host sync off the CPU; on the CPU the common case (every error within ``tol``)
     returns after one reduction.
     """
     if log_p.shape[1] < 2:
         return log_p
-    if log_p.device.type == "cpu" and not is_compiling() and not bool(error.amax() > tol):
-        return log_p
+    if log_p.device.type == "cpu" and not is_compiling() and bool(error.amax() <= tol):
+        return log_p  # (a NaN fails the comparison and takes the full path)
     best = (log_p - error).amax(1, keepdim=True)
     relevant = (log_p + error) >= best - margin
     loose = (relevant & (error > tol)).any(1)
-    bad = loose & (relevant.sum(1) > 1)
+    bad = (loose & (relevant.sum(1) > 1)) | log_p.isnan().any(1)
     return log_p.masked_fill(bad[:, None], -math.inf)
 
 
@@ -92,6 +93,8 @@ class Density(nn.Module):
 
     #: fewer samples than this in a class is an error at ``fit`` time
     min_samples_per_class: int = 1
+    #: a subclass whose ``_log_prob`` never returns NaN or +inf sets this, saving a pass
+    scores_are_clean: bool = False
 
     def __init__(self, num_classes: int | None = None) -> None:
         super().__init__()
@@ -172,6 +175,8 @@ class Density(nn.Module):
             )
         dtype = scoring_dtype(x.dtype)
         out = self._log_prob(x.to(dtype)).to(dtype)
+        if self.scores_are_clean:
+            return out
         # NaN means "cannot say": treat as zero density so GenLabel falls back, never NaN
         return torch.nan_to_num(out, nan=-math.inf, posinf=torch.finfo(dtype).max, neginf=-math.inf)
 

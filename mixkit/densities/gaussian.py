@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mixkit._validation import check_id_range, check_int
-from mixkit.densities.base import Density, _checked_batches, cannot_say
+from mixkit._validation import check_id_range, check_int, is_compiling
+from mixkit.densities.base import ROUNDING_TOLERANCE, Density, _checked_batches, cannot_say
 from mixkit.densities.grouping import class_moments, group_by_class
 
 COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
@@ -23,13 +23,20 @@ _CHUNK_ELEMENTS = 1 << 20
 def use_quadratic_form(dim: int, num_classes: int) -> bool:
     """Full covariance: score by quadratic features (``True``) or by whitening (``False``).
 
-    Whitening costs one ``(B, d) @ (d, K d)`` GEMM plus a ``(B, K, d)`` squared norm; the
-    quadratic form one ``(B, d(d+1)/2 + d) @ (.., K)`` GEMM (half the multiply-adds) after
-    gathering ``B d^2 / 2`` features. Measured in ``benchmarks/gaussian_floor.py``: whitening
-    wins while the features outweigh the GEMM (few classes), the quadratic form once many
-    classes share the features.
+    Whitening costs a ``(B, d) @ (d, K d)`` GEMM (``K d^2`` multiply-adds a row) and a
+    ``(B, K d)`` temporary; the quadratic form a GEMM on the ``T = (d + 1)(d + 2) / 2``
+    pair products of ``[x, 1]`` (``K T``, about half) after building ``(d + 1)^2 + T``
+    elements a row. With memory traffic weighted 16 multiply-adds an element (fitted on
+    ``benchmarks/gaussian_floor.py``: whitening wins at K = 10 for d >= 20, the quadratic
+    form at K = 100 for d <= 128), the cheaper one is used; above d = 180 the features of
+    even 64 rows outgrow the scoring chunk, so whitening always.
     """
-    return num_classes >= 64 and dim <= 256
+    if dim > 180:
+        return False
+    t = (dim + 1) * (dim + 2) // 2
+    quadratic = num_classes * t + 16 * ((dim + 1) ** 2 + t)
+    whitening = num_classes * dim * dim + 16 * num_classes * dim
+    return quadratic < whitening
 
 
 def error_scale(dim: int, dtype: torch.dtype) -> float:
@@ -111,6 +118,7 @@ class Gaussian(Density):
     """
 
     min_samples_per_class = 2
+    scores_are_clean = True  # never NaN: rows that could be are "cannot say" (-inf)
 
     def __init__(
         self,
@@ -126,6 +134,8 @@ class Gaussian(Density):
         self.covariance = covariance
         self.reg_covar = float(reg_covar)
         self._form = None
+        self._mag_offset: str | None = None
+        self._mag_offset_max = 0.0
 
     def extra_repr(self) -> str:
         return f"covariance={self.covariance!r}, reg_covar={self.reg_covar}, " + super().extra_repr()
@@ -260,6 +270,7 @@ class Gaussian(Density):
             self.register_buffer(name, value.contiguous(), persistent=False)
 
         keep("shift", shift)
+        self._mag_offset, self._mag_offset_max = None, 0.0
         if self.covariance in ("full", "tied"):
             chol, info = torch.linalg.cholesky_ex(cov)
             if bool(info.any()):
@@ -300,6 +311,7 @@ class Gaussian(Density):
                 keep("whiten_flat", w.permute(1, 0, 2).reshape(d, k * d))  # (d, K d)
                 keep("neg_mean_proj", -proj.reshape(k * d))
                 keep("mean_norm2", mnorm2)
+                self._mag_offset, self._mag_offset_max = "mean_norm2", float(mnorm2.max())
         else:
             if not bool((cov > 0).all()):
                 raise ValueError("variances must be positive; increase reg_covar")
@@ -317,43 +329,51 @@ class Gaussian(Density):
         xs = x - self.cast("shift", x)  # relative to the centre: less cancellation
         k, d = self.num_classes, self.dim
         width = {"whiten": k * d, "quadratic": (d + 1) ** 2}.get(self._form, d + k)
-        chunk = max(1, _CHUNK_ELEMENTS // max(1, width))
+        # at least 64 rows, so the fitted weights are read once per 64 rows or fewer
+        chunk = max(64, _CHUNK_ELEMENTS // max(1, width))
         if xs.shape[0] <= chunk:
-            out, err = self._score(xs)
+            out, mag = self._score(xs)
         else:  # bounded memory for big batches: chunks of rows, not a loop over samples
             parts = [self._score(xs[i:i + chunk]) for i in range(0, xs.shape[0], chunk)]
             out = torch.cat([p[0] for p in parts])
-            err = torch.cat([p[1] for p in parts])
+            mag = torch.cat([p[1] for p in parts])
+        scale = error_scale(d, x.dtype)
+        offset = self._mag_offset  # the part of the magnitude that depends on the class only
+        if x.device.type == "cpu" and not is_compiling() and x.shape[0]:
+            # reading one reduction costs nothing on the CPU: skip the check when it cannot fire
+            # (a NaN fails the comparison and takes the full path, which clears it)
+            if (float(mag.amax()) + self._mag_offset_max) * scale <= ROUNDING_TOLERANCE:
+                return out
+        err = mag * scale if offset is None else torch.add(mag, self.cast(offset, x)).mul_(scale)
         return cannot_say(out, err)
 
     def _score(self, xs: Tensor) -> tuple[Tensor, Tensor]:
-        """``log p`` ``(n, K)`` of centred rows and a bound on each entry's rounding error.
+        """``log p`` ``(n, K)`` of centred rows and the magnitudes that bound its rounding.
 
-        The bound is ``eps * (2 sqrt(d) + 4) * (|z_c|^2 + |mu_c W_c|^2)`` in the whitened
-        frame of class ``c``: the magnitudes whose cancellation the result inherits.
+        Each entry's rounding error is below ``error_scale(d, dtype) * (mag + offset_c)``
+        with ``mag + offset_c = |z_c|^2 + |mu_c W_c|^2`` in the whitened frame of class
+        ``c`` (the magnitudes whose cancellation the result inherits); ``offset_c`` is the
+        buffer named by ``_mag_offset`` (or 0).
         """
-        scale = error_scale(self.dim, xs.dtype)
         form = self._form
         if form == "whiten":
             proj = torch.addmm(self.cast("neg_mean_proj", xs), xs, self.cast("whiten_flat", xs))
             maha = proj.square_().view(xs.shape[0], self.num_classes, self.dim).sum(-1)
-            err = torch.add(maha, self.cast("mean_norm2", xs)).mul_(scale)
-        elif form == "quadratic":
+            return torch.add(self.cast("log_const", xs), maha, alpha=-0.5), maha
+        if form == "quadratic":
             # pair products as rows (T, B): one broadcast product, one gather of rows (a copy)
             at = torch.cat([xs.T, xs.new_ones(1, xs.shape[0])])
             feats = (at[:, None, :] * at[None, :, :]).view(-1, xs.shape[0]).index_select(0, self.pair_index)
             out = torch.mm(self.cast("weights", xs), feats).T
-            return out, torch.sub(self.cast("error_ref", xs), out).mul_(2.0 * scale)
-        elif form == "tied":
+            return out, torch.sub(self.cast("error_ref", xs), out).mul_(2.0)
+        if form == "tied":
             z = xs @ self.cast("whiten", xs)
             mags = torch.add(self.cast("mean_norm2", xs), z.square().sum(1, keepdim=True))
-            err = mags * scale
-            maha = mags.addmm_(z, self.cast("mean_proj_t", xs), alpha=-2.0).clamp_min_(0)
+            maha = torch.addmm(mags, z, self.cast("mean_proj_t", xs), alpha=-2.0).clamp_min_(0)
         else:  # diag / spherical: |x - mu|^2_prec expanded, clamped against rounding below zero
             mags = torch.addmm(self.cast("mean_term", xs), xs * xs, self.cast("prec_t", xs))
-            err = mags * scale
-            maha = mags.addmm_(xs, self.cast("prec_mean_t", xs), alpha=-2.0).clamp_min_(0)
-        return torch.add(self.cast("log_const", xs), maha, alpha=-0.5), err
+            maha = torch.addmm(mags, xs, self.cast("prec_mean_t", xs), alpha=-2.0).clamp_min_(0)
+        return torch.add(self.cast("log_const", xs), maha, alpha=-0.5), mags
 
     def sample(self, n: int, c: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` draws from class ``c``'s Gaussian (float64, CPU draws moved to the density's device)."""
