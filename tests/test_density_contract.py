@@ -343,3 +343,29 @@ def test_online_update_reads_nothing_on_the_host_without_validation(monkeypatch)
 
 def test_mixkit_exports_fit_batches():
     assert callable(mixkit.Density.fit_batches)
+
+
+@pytest.mark.parametrize("cov", COVS)
+def test_scoring_off_the_cpu_path_reads_nothing_on_the_host(monkeypatch, cov):
+    """The accelerator / compiled path (no CPU shortcut) decides "cannot say" on the device."""
+    from mixkit.densities import base as base_module
+    from mixkit.densities import gaussian as gaussian_module
+
+    x, y = blobs(d=6, k=4, seed=3)
+    dens = Gaussian(cov).fit(x, y)
+    q = torch.cat([x[:50], torch.randn(50, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 1e9])
+    expected = dens.log_prob(q.float())  # the CPU path
+    online = OnlineGaussian(4, memory=None, covariance="diag").fit(x, y)
+    expected_online = online.log_prob(q.float())
+    monkeypatch.setattr(base_module, "is_compiling", lambda: True)
+    monkeypatch.setattr(gaussian_module, "is_compiling", lambda: True)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("host sync on the scoring path")
+
+    for name in ("item", "tolist", "__bool__", "__int__", "__float__", "nonzero"):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
+    got, got_online = dens.log_prob(q.float()), online.log_prob(q.float())
+    monkeypatch.undo()
+    assert torch.equal(got, expected) and torch.equal(got_online, expected_online)
+    assert torch.isfinite(got[:50]).all()

@@ -79,7 +79,7 @@ def cannot_say(
     """
     if log_p.shape[1] < 2:
         return log_p
-    if log_p.device.type == "cpu" and not is_compiling() and bool(error.amax() <= tol):
+    if log_p.device.type == "cpu" and not is_compiling() and bool(error.detach().amax() <= tol):
         return log_p  # (a NaN fails the comparison and takes the full path)
     best = (log_p - error).amax(1, keepdim=True)
     relevant = (log_p + error) >= best - margin

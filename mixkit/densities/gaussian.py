@@ -342,7 +342,7 @@ class Gaussian(Density):
         if x.device.type == "cpu" and not is_compiling() and x.shape[0]:
             # reading one reduction costs nothing on the CPU: skip the check when it cannot fire
             # (a NaN fails the comparison and takes the full path, which clears it)
-            if (float(mag.amax()) + self._mag_offset_max) * scale <= ROUNDING_TOLERANCE:
+            if (float(mag.detach().amax()) + self._mag_offset_max) * scale <= ROUNDING_TOLERANCE:
                 return out
         err = mag * scale if offset is None else torch.add(mag, self.cast(offset, x)).mul_(scale)
         return cannot_say(out, err)
