@@ -31,21 +31,22 @@ from mixkit.densities import gaussian as gaussian_module
 from mixkit.densities.gaussian import Gaussian
 
 
-def best_times(fns: dict, budget: float = 1.0, min_rounds: int = 7) -> dict[str, float]:
-    """Minimum wall time of each callable, measured in interleaved rounds (after a warm-up),
-    so that load from other processes hits all of them alike."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
+def best_times(fns: dict, budget: float = 1.0, passes: int = 4, calls: int = 5) -> dict[str, float]:
+    """Minimum wall time of each callable: ``passes`` rounds over all of them (so load from
+    other processes hits all alike), each timing ``calls`` consecutive calls after a warm-up
+    call (so each is timed with its own temporaries recycled, as in a training loop)."""
+    best = {name: math.inf for name in fns}
     start = time.perf_counter()
-    rounds = 0
-    while rounds < min_rounds or (time.perf_counter() - start < budget and rounds < 300):
+    done = 0
+    while done < passes or (time.perf_counter() - start < budget and done < 50):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - t0)
-        rounds += 1
-    return {name: min(ts) for name, ts in times.items()}
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                fn()
+                best[name] = min(best[name], time.perf_counter() - t0)
+        done += 1
+    return best
 
 
 def faults(fn, calls: int = 5) -> float:

@@ -266,6 +266,10 @@ class Gaussian(Density):
         shift = means.mean(0)  # scoring relative to the centre of the classes limits cancellation
         centred = means - shift
 
+        for name in list(self._non_persistent_buffers_set):  # another form's leftovers
+            self._buffers.pop(name, None)
+            self._non_persistent_buffers_set.discard(name)
+
         def keep(name: str, value: Tensor) -> None:
             self.register_buffer(name, value.contiguous(), persistent=False)
 

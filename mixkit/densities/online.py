@@ -99,6 +99,7 @@ class OnlineGaussian(Density):
     """
 
     min_samples_per_class = 0  # a batch need not contain every class
+    scores_are_clean = True  # NaN rows are "cannot say" (-inf) already
 
     def __init__(
         self,
@@ -329,6 +330,11 @@ class OnlineGaussian(Density):
         if check:
             check_id_range(y, self.num_classes)
         return z, y
+
+    def _loaded(self) -> None:
+        if self.memory is None and "sums" in self._buffers and "centre" not in self._buffers:
+            # a state saved before running sums were shifted: they are about 0
+            self.register_buffer("centre", torch.zeros_like(self.sums))
 
     def _config(self) -> dict[str, Any]:
         return {**super()._config(), "memory": self.memory, "covariance": self.covariance}
