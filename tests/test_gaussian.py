@@ -180,7 +180,9 @@ def test_rounding_error_bound_holds(monkeypatch, cov, quadratic):
             q = (lam * x[:64] + (1 - lam) * x[64:128]) * scale
             xs = q.float() - g.cast("shift", torch.float32)
             out, mag = g._score(xs)
-            if g._mag_offset is not None:
+            if g._form == "quadratic":
+                mag = 2 * (g.error_ref.float() - out)
+            elif g._mag_offset is not None:
                 mag = mag + getattr(g, g._mag_offset).float()
             bound = mag.double() * gaussian_module.error_scale(d, torch.float32)
             assert ((out.double() - g.log_prob(q)).abs() <= bound).all()

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from mixkit._validation import check_id_range, check_int, is_compiling
@@ -310,6 +311,7 @@ class Gaussian(Density):
                 keep("pair_index", iu * (d + 1) + ju)
                 keep("weights", weights)  # (K, (d + 1)(d + 2) / 2)
                 keep("error_ref", const + 0.5 * mnorm2)  # maha = 2 (log_const - out)
+                self._mag_offset_max = float((const + 0.5 * mnorm2).max())
             else:
                 self._form = "whiten"
                 keep("whiten_flat", w.permute(1, 0, 2).reshape(d, k * d))  # (d, K d)
@@ -342,13 +344,20 @@ class Gaussian(Density):
             out = torch.cat([p[0] for p in parts])
             mag = torch.cat([p[1] for p in parts])
         scale = error_scale(d, x.dtype)
-        offset = self._mag_offset  # the part of the magnitude that depends on the class only
+        quadratic = self._form == "quadratic"  # there the magnitude is 2 (error_ref - out)
         if x.device.type == "cpu" and not is_compiling() and x.shape[0]:
             # reading one reduction costs nothing on the CPU: skip the check when it cannot fire
             # (a NaN fails the comparison and takes the full path, which clears it)
-            if (float(mag.detach().amax()) + self._mag_offset_max) * scale <= ROUNDING_TOLERANCE:
+            top = 2.0 * (self._mag_offset_max - float(out.detach().amin())) if quadratic else (
+                float(mag.detach().amax()) + self._mag_offset_max)
+            if top * scale <= ROUNDING_TOLERANCE:
                 return out
-        err = mag * scale if offset is None else torch.add(mag, self.cast(offset, x)).mul_(scale)
+        if quadratic:
+            err = torch.sub(self.cast("error_ref", x), out).mul_(2.0 * scale)
+        elif self._mag_offset is None:
+            err = mag * scale
+        else:
+            err = torch.add(mag, self.cast(self._mag_offset, x)).mul_(scale)
         return cannot_say(out, err)
 
     def _score(self, xs: Tensor) -> tuple[Tensor, Tensor]:
@@ -357,7 +366,8 @@ class Gaussian(Density):
         Each entry's rounding error is below ``error_scale(d, dtype) * (mag + offset_c)``
         with ``mag + offset_c = |z_c|^2 + |mu_c W_c|^2`` in the whitened frame of class
         ``c`` (the magnitudes whose cancellation the result inherits); ``offset_c`` is the
-        buffer named by ``_mag_offset`` (or 0).
+        buffer named by ``_mag_offset`` (or 0). The quadratic form returns ``out`` twice:
+        its magnitude is ``2 (error_ref - out)``.
         """
         form = self._form
         if form == "whiten":
@@ -366,10 +376,10 @@ class Gaussian(Density):
             return torch.add(self.cast("log_const", xs), maha, alpha=-0.5), maha
         if form == "quadratic":
             # pair products as rows (T, B): one broadcast product, one gather of rows (a copy)
-            at = torch.cat([xs.T, xs.new_ones(1, xs.shape[0])])
+            at = F.pad(xs.T, (0, 0, 0, 1), value=1.0)  # [x, 1] as (d + 1, B)
             feats = (at[:, None, :] * at[None, :, :]).view(-1, xs.shape[0]).index_select(0, self.pair_index)
             out = torch.mm(self.cast("weights", xs), feats).T
-            return out, torch.sub(self.cast("error_ref", xs), out).mul_(2.0)
+            return out, out  # the magnitude follows from out (see _log_prob)
         if form == "tied":
             z = xs @ self.cast("whiten", xs)
             mags = torch.add(self.cast("mean_norm2", xs), z.square().sum(1, keepdim=True))
