@@ -179,10 +179,6 @@ def test_rounding_error_bound_holds(monkeypatch, cov, quadratic):
             lam = torch.rand(64, 1, generator=gen, dtype=torch.float64)
             q = (lam * x[:64] + (1 - lam) * x[64:128]) * scale
             xs = q.float() - g.cast("shift", torch.float32)
-            out, mag = g._score(xs)
-            if g._form == "quadratic":
-                mag = 2 * (g.error_ref.float() - out)
-            elif g._mag_offset is not None:
-                mag = mag + getattr(g, g._mag_offset).float()
-            bound = mag.double() * gaussian_module.error_scale(d, torch.float32)
+            out = g._score(xs)
+            bound = g._rounding_error(out).double()
             assert ((out.double() - g.log_prob(q)).abs() <= bound).all()
