@@ -369,3 +369,37 @@ def test_scoring_off_the_cpu_path_reads_nothing_on_the_host(monkeypatch, cov):
     monkeypatch.undo()
     assert torch.equal(got, expected) and torch.equal(got_online, expected_online)
     assert torch.isfinite(got[:50]).all()
+
+
+# -- properties -----------------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    cov=st.sampled_from(COVS + ("online-diag", "online-spherical")),
+    d=st.integers(1, 12),
+    k=st.integers(1, 5),
+    log_scale=st.integers(-3, 10),
+    dtype=st.sampled_from([torch.float16, torch.bfloat16, torch.float32, torch.float64]),
+    seed=st.integers(0, 2**16),
+)
+def test_log_prob_is_never_nan_and_never_confidently_wrong(cov, d, k, log_scale, dtype, seed):
+    x, y = blobs(n=12 * k, d=d, k=k, seed=seed)
+    if cov.startswith("online"):
+        dens = OnlineGaussian(memory=None, covariance=cov.split("-")[1]).fit(x, y)
+    else:
+        dens = Gaussian(cov).fit(x, y)
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(33, d, generator=g, dtype=torch.float64) * 10.0**log_scale
+    qd = q.to(dtype)
+    lp = dens.log_prob(qd)
+    assert lp.shape == (33, k) and lp.dtype == torch.promote_types(dtype, torch.float32)
+    assert not lp.isnan().any() and not torch.isposinf(lp).any()
+    live = ~torch.isneginf(lp).all(1)
+    exact = torch.softmax(dens.log_prob(qd.double()), 1)  # the same (rounded) query in float64
+    post = torch.softmax(lp.double(), 1)
+    if live.any():
+        assert (post[live] - exact[live]).abs().max().item() < 1e-2

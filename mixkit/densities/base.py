@@ -77,8 +77,8 @@ def cannot_say(
     No host sync off the CPU; on the CPU the common case (every error within ``tol``)
     returns after one reduction.
     """
-    if log_p.shape[1] < 2:
-        return log_p
+    if log_p.shape[1] < 2:  # one class: the posterior is 1 wherever the value is a number
+        return log_p.masked_fill(log_p.isnan(), -math.inf)
     if log_p.device.type == "cpu" and not is_compiling() and bool(error.detach().amax() <= tol):
         return log_p  # (a NaN fails the comparison and takes the full path)
     best = (log_p - error).amax(1, keepdim=True)
