@@ -403,3 +403,31 @@ def test_log_prob_is_never_nan_and_never_confidently_wrong(cov, d, k, log_scale,
     post = torch.softmax(lp.double(), 1)
     if live.any():
         assert (post[live] - exact[live]).abs().max().item() < 1e-2
+
+
+# -- the same contract for the plugin densities (through the base class) -------------------
+
+PLUGIN_TINY = {
+    "flow": dict(num_layers=1, hidden=8, max_epochs=3, seed=3, progress=False),
+    "vae": dict(hidden=8, max_epochs=3, kl_warmup=1, num_samples=8, seed=3, progress=False),
+    "gan": dict(hidden=8, steps=20, bank_size=32, inversion_steps=5, seed=3, progress=False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PLUGIN_TINY))
+def test_plugin_densities_refit_detach_take_any_ids_and_refuse_foreign_states(name):
+    from mixkit.registry import resolve
+
+    g = torch.Generator().manual_seed(0)
+    x5, y5 = torch.randn(100, 3, generator=g), torch.arange(100) % 5
+    x3, y3 = torch.randn(60, 3, generator=g), torch.arange(60) % 3
+    dens = resolve("density", name, **PLUGIN_TINY[name])
+    dens.fit(x5, y5)
+    assert dens.log_prob(x5[:4]).shape == (4, 5)
+    dens.fit(x3.clone().requires_grad_(), y3.to(torch.uint8))  # another K, graph, uint8 ids
+    out = dens.log_prob(x3[:4].half())
+    assert out.shape == (4, 3) and out.dtype == torch.float32 and not out.isnan().any()
+    tensors = list(dens.buffers()) + list(dens.parameters())
+    assert all(t.grad_fn is None for t in tensors)
+    with pytest.raises(ValueError, match=f"saved by a {type(dens).__name__}.*into a Gaussian"):
+        Gaussian().load_state_dict(_saved(dens))
