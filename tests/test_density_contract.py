@@ -431,3 +431,16 @@ def test_plugin_densities_refit_detach_take_any_ids_and_refuse_foreign_states(na
     assert all(t.grad_fn is None for t in tensors)
     with pytest.raises(ValueError, match=f"saved by a {type(dens).__name__}.*into a Gaussian"):
         Gaussian().load_state_dict(_saved(dens))
+
+
+def test_pickled_density_drops_converted_copies_and_scores_alike():
+    import copy
+    import pickle
+
+    x, y = blobs()
+    dens = Gaussian().fit(x, y)
+    before = dens.log_prob(x.float())
+    assert dens._cast_cache
+    for clone in (copy.deepcopy(dens), pickle.loads(pickle.dumps(dens))):
+        assert not clone._cast_cache
+        assert torch.equal(clone.log_prob(x.float()), before)

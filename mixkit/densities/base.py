@@ -309,6 +309,13 @@ class Density(nn.Module):
                 f"{type(self).__name__} is not fitted: call .fit(x, y) or .load_state_dict(...) first"
             )
 
+    def __getstate__(self) -> dict[str, Any]:
+        # converted copies are rebuilt on demand: a pickled density (DataLoader workers,
+        # deepcopy) does not carry them, nor the originals they hold alive
+        state = self.__dict__.copy()
+        state["_cast_cache"] = {}
+        return state
+
     def get_extra_state(self) -> dict[str, Any]:
         return self._config()
 
