@@ -49,13 +49,54 @@ def test_fit_and_log_prob_match_scipy(cov):
     assert g.log_prob(probe.float()).dtype == torch.float32
 
 
-def test_chunked_scoring_equals_unchunked(monkeypatch):
+@pytest.mark.parametrize("cov", ["full", "diag", "tied"])
+def test_chunked_scoring_equals_unchunked(monkeypatch, cov):
     x, y = data()
-    g = mixkit.Gaussian().fit(x, y)
-    probe = torch.randn(37, 4, dtype=torch.float64)
+    g = mixkit.Gaussian(cov).fit(x, y)
+    probe = torch.randn(150, 4, dtype=torch.float64)
     whole = g.log_prob(probe)
-    monkeypatch.setattr(gaussian_module, "_CHUNK_ELEMENTS", 24)  # two rows per chunk
+    monkeypatch.setattr(gaussian_module, "_CHUNK_ELEMENTS", 24)  # the 64-row minimum: 3 chunks
     torch.testing.assert_close(g.log_prob(probe), whole, rtol=1e-13, atol=1e-12)
+
+
+@pytest.mark.parametrize("d,k", [(3, 4), (20, 100), (64, 12)])
+def test_whitening_and_quadratic_forms_agree_with_scipy(monkeypatch, d, k):
+    gen = torch.Generator().manual_seed(d)
+    means = torch.randn(k, d, generator=gen, dtype=torch.float64) * 2
+    a = torch.randn(k, d, d, generator=gen, dtype=torch.float64)
+    covs = a @ a.mT / d + 0.3 * torch.eye(d, dtype=torch.float64)
+    probe = torch.randn(80, d, generator=gen, dtype=torch.float64) * 2
+    expected = reference(probe.numpy(), means.numpy(), covs.numpy())
+    forms = {}
+    for quadratic in (False, True):
+        monkeypatch.setattr(gaussian_module, "use_quadratic_form", lambda dim, n, q=quadratic: q)
+        g = mixkit.Gaussian().set_parameters(means, covs)
+        forms[g._form] = g
+        np.testing.assert_allclose(g.log_prob(probe).numpy(), expected, rtol=1e-9, atol=1e-7)
+        lo = g.log_prob(probe.float())
+        assert lo.dtype == torch.float32
+        np.testing.assert_allclose(lo.numpy(), expected, rtol=1e-4, atol=2e-3)
+    assert set(forms) == {"whiten", "quadratic"}
+
+
+def test_form_choice_follows_the_sizes():
+    assert not gaussian_module.use_quadratic_form(512, 10)  # whitening: 20x faster measured
+    assert not gaussian_module.use_quadratic_form(512, 100)  # features too big to chunk
+    assert gaussian_module.use_quadratic_form(128, 100)
+    assert gaussian_module.use_quadratic_form(20, 100)
+    assert not gaussian_module.use_quadratic_form(20, 10)
+
+
+def test_float32_agrees_with_float64_at_d512():
+    gen = torch.Generator().manual_seed(0)
+    d, k = 512, 10
+    y = torch.arange(12000) % k
+    x = torch.randn(12000, d, generator=gen, dtype=torch.float64)
+    x = x + torch.randn(k, d, generator=gen, dtype=torch.float64)[y]
+    g = mixkit.Gaussian().fit(x, y)
+    q = 0.5 * (x[:128] + x[128:256])
+    err = (g.log_prob(q.float()).double() - g.log_prob(q)).abs().max().item()
+    assert err < 1e-2  # about 1e-3 nats measured
 
 
 def test_far_points_are_finite_and_constant_feature_is_floored():
@@ -107,6 +148,12 @@ def test_errors():
         mixkit.Gaussian(covariance="banana")
     with pytest.raises(ValueError, match="shape"):
         mixkit.Gaussian().fit(x[:, None], y)
+    with pytest.raises(ValueError, match=r"expected covariances of shape \(2, 3, 3\)"):
+        mixkit.Gaussian().set_parameters(torch.zeros(2, 3), torch.ones(2, 3))
+    with pytest.raises(ValueError, match="not positive definite"):
+        mixkit.Gaussian().set_parameters(torch.zeros(1, 2), -torch.eye(2)[None])
+    with pytest.raises(ValueError, match="finite"):
+        mixkit.Gaussian("diag").set_parameters(torch.full((1, 2), float("nan")), torch.ones(1, 2))
 
 
 def test_fit_does_not_mutate_inputs_and_returns_self():
@@ -115,3 +162,23 @@ def test_fit_does_not_mutate_inputs_and_returns_self():
     g = mixkit.Gaussian()
     assert g.fit(x, y) is g
     assert torch.equal(x, x0) and torch.equal(y, y0)
+
+
+@pytest.mark.parametrize("cov", ["full", "tied", "diag"])
+@pytest.mark.parametrize("quadratic", [False, True])
+def test_rounding_error_bound_holds(monkeypatch, cov, quadratic):
+    """The bound behind "cannot say" is above the actual float32 error, near and far."""
+    monkeypatch.setattr(gaussian_module, "use_quadratic_form", lambda dim, n: quadratic)
+    gen = torch.Generator().manual_seed(1)
+    for d, k, nc in [(8, 5, 40), (64, 10, 40), (64, 10, 200)]:  # nc < d: near-singular
+        y = torch.arange(nc * k) % k
+        x = torch.randn(nc * k, d, generator=gen, dtype=torch.float64)
+        x = x + torch.randn(k, d, generator=gen, dtype=torch.float64)[y]
+        g = mixkit.Gaussian(cov).fit(x, y)
+        for scale in (1.0, 30.0, 1e4):
+            lam = torch.rand(64, 1, generator=gen, dtype=torch.float64)
+            q = (lam * x[:64] + (1 - lam) * x[64:128]) * scale
+            xs = q.float() - g.cast("shift", torch.float32)
+            out = g._score(xs)
+            bound = g._rounding_error(out).double()
+            assert ((out.double() - g.log_prob(q)).abs() <= bound).all()

@@ -35,6 +35,17 @@ Other choices, documented because the paper leaves them open:
 per class, in float64): after any sequence of updates the means and variances equal
 the one-pass maximum-likelihood statistics of all the data seen.
 
+Precision: batch statistics are taken about a per-class shift, so features far from 0
+(offsets of 1e8 and more) keep their variances: the batch's own class means (a second
+pass over the batch) in a single process, and the current estimate of each class mean
+under ``torch.distributed`` (the same on every rank; a class's first batch there is
+taken about 0). Running sums are kept about each class's first batch mean.
+
+Host syncs: with validation off (``validate=False``, or the default on an accelerator)
+``update`` reads no tensor on the host once ``num_classes`` and ``dim`` are known, so a
+training step that calls it can stay asynchronous (counts are summed with
+``index_add_``, not ``bincount``, which syncs on CUDA).
+
 Under ``torch.distributed`` the per-batch sums and counts are all-reduced before
 they are applied (see :mod:`mixkit.distributed`), so every rank applies the same
 update and holds the same density; every rank must then call ``update`` equally often.
@@ -42,14 +53,15 @@ update and holds the same density; every rank must then call ``update`` equally 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from mixkit.batch import check_finite, check_labels, class_ids
+from mixkit._validation import as_class_ids, as_tensor, check_finite, check_id_range, should_validate
 from mixkit.densities.base import Density
+from mixkit.densities.gaussian import diagonal_log_prob
+from mixkit.distributed import all_reduce_sum, is_distributed
 
 COVARIANCE_TYPES = ("spherical", "diag")
 
@@ -72,9 +84,14 @@ class OnlineGaussian(Density):
             ``torch.distributed`` is initialized (a no-op otherwise).
         dtype: dtype of the stored statistics (float64; float32 where float64 is
             unavailable, e.g. on MPS).
+        validate: check features (finite) and class ids (integral, in range) in
+            ``update``; ``None`` (default) checks on the CPU only, where it costs no
+            sync (see :func:`mixkit._validation.should_validate`).
 
-    ``update(z, y)`` takes features ``(B, d)`` and class ids ``(B,)`` (or soft labels,
-    reduced to their argmax); ``fit(z, y)`` is a reset followed by one update.
+    ``update(z, y)`` takes features ``(B, d)`` and class ids ``(B,)`` or ``(B, 1)`` of any
+    integer dtype (or soft labels ``(B, K)``, reduced to their argmax); ``fit(z, y)`` is a
+    reset followed by one update, and re-infers ``num_classes`` from ``y`` unless it was
+    given.
     All statistics are buffers: ``state_dict()`` round-trips through
     ``torch.save``/``torch.load(weights_only=True)`` into a fresh instance built with
     the same arguments, and ``.to(device)`` moves them (``update`` also follows the
@@ -82,6 +99,7 @@ class OnlineGaussian(Density):
     """
 
     min_samples_per_class = 0  # a batch need not contain every class
+    scores_are_clean = True  # NaN rows are "cannot say" (-inf) already
 
     def __init__(
         self,
@@ -93,6 +111,7 @@ class OnlineGaussian(Density):
         reg_covar: float = 1e-6,
         sync: bool = True,
         dtype: torch.dtype = torch.float64,
+        validate: bool | None = None,
     ) -> None:
         super().__init__(num_classes)
         if covariance not in COVARIANCE_TYPES:
@@ -110,6 +129,7 @@ class OnlineGaussian(Density):
         self.reg_covar = float(reg_covar)
         self.sync = bool(sync)
         self.stat_dtype = dtype
+        self.validate = validate
         if self.num_classes is not None and dim is not None:
             self._allocate(int(dim), torch.device("cpu"))
 
@@ -133,6 +153,8 @@ class OnlineGaussian(Density):
         self.register_buffer("class_counts", torch.zeros(k, dtype=torch.long, device=device))
         self.register_buffer("steps", torch.zeros((), dtype=torch.long, device=device))
         if self.memory is None:
+            # sums about ``centre`` (each class's first batch mean): no cancellation
+            self.register_buffer("centre", torch.zeros(k, dim, dtype=dt, device=device))
             self.register_buffer("sums", torch.zeros(k, dim, dtype=dt, device=device))
             self.register_buffer("sumsq", torch.zeros(k, dim, dtype=dt, device=device))
         else:
@@ -145,6 +167,7 @@ class OnlineGaussian(Density):
         if self.dim is not None and "class_counts" in self._buffers:
             self._allocate(self.dim, self.class_counts.device)
         self.fitted = False
+        self._touch()
         return self
 
     def _device(self) -> torch.device:
@@ -155,22 +178,28 @@ class OnlineGaussian(Density):
 
     def fit(self, x: Tensor, y: Tensor) -> OnlineGaussian:
         """Reset, then one :meth:`update` with all of ``x``, ``y`` (one-pass statistics)."""
-        x, y = self._check_fit_input(x, y)
+        x, y, k = self._check_fit_input(x, y)
+        if k != self.num_classes or self.dim != x.shape[1]:
+            self.num_classes, self.dim = k, None  # another class count or width starts over
+            self._buffers.pop("class_counts", None)
         self.reset()
-        if self.dim is not None and self.dim != x.shape[1]:
-            self.dim = None  # refitting on data of another dimension starts over
         return self.update(x, y)
 
-    def batch_statistics(self, z: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Per-class count ``(K,)``, sum ``(K, d)`` and sum of squares ``(K, d)`` of a batch.
+    def batch_statistics(
+        self, z: Tensor, y: Tensor, shift: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-class count ``(K,)``, sum ``(K, d)`` and sum of squares ``(K, d)`` of a batch,
+        of ``z - shift[y]`` (``shift`` ``(K, d)``, default 0).
 
         Computed with ``index_add_`` in the statistics dtype on ``z``'s device (no loop
-        over classes). These are what :meth:`apply_statistics` consumes and what is
-        all-reduced across ranks.
+        over classes, no host sync). These are what :meth:`apply_statistics` consumes and
+        what is all-reduced across ranks.
         """
         z64 = z.detach().to(self.stat_dtype)
         k, d = self.num_classes, z.shape[1]
-        counts = torch.bincount(y, minlength=k).to(self.stat_dtype)
+        counts = z64.new_zeros(k).index_add_(0, y, z64.new_ones(y.shape[0]))
+        if shift is not None:
+            z64 = z64 - shift.index_select(0, y)
         sums = z64.new_zeros(k, d).index_add_(0, y, z64)
         sumsq = z64.new_zeros(k, d).index_add_(0, y, z64 * z64)
         return counts, sums, sumsq
@@ -191,27 +220,48 @@ class OnlineGaussian(Density):
             )
         if self._device() != z.device:
             self.to(z.device)
-        counts, sums, sumsq = self.batch_statistics(z, y)
+        shift = self._batch_shift(z, y)
+        counts, sums, sumsq = self.batch_statistics(z, y, shift)
         if self.sync:
-            from mixkit.distributed import all_reduce_sum
-
             counts, sums, sumsq = all_reduce_sum(counts, sums, sumsq)
-        return self.apply_statistics(counts, sums, sumsq)
+        return self.apply_statistics(counts, sums, sumsq, shift)
 
-    def apply_statistics(self, counts: Tensor, sums: Tensor, sumsq: Tensor) -> OnlineGaussian:
-        """Apply batch statistics (already reduced across ranks, if any) to the estimate."""
+    def _batch_shift(self, z: Tensor, y: Tensor) -> Tensor:
+        """The per-class point the batch's statistics are taken about (see the module doc)."""
+        seen = (self.class_counts > 0)[:, None]
+        current = self.centre if self.memory is None else self.ema_means
+        if self.sync and is_distributed():
+            return current  # identical on every rank, so the sums add up
+        z64 = z.to(self.stat_dtype)
+        counts = z64.new_zeros(self.num_classes).index_add_(0, y, z64.new_ones(y.shape[0]))
+        local = z64.new_zeros(self.num_classes, self.dim).index_add_(0, y, z64)
+        local = local / counts.clamp_min(1)[:, None]  # this batch's class means (0 if absent)
+        return torch.where(seen, current, local) if self.memory is None else local
+
+    def apply_statistics(
+        self, counts: Tensor, sums: Tensor, sumsq: Tensor, shift: Tensor | None = None
+    ) -> OnlineGaussian:
+        """Apply batch statistics (already reduced across ranks, if any) to the estimate;
+        ``sums``/``sumsq`` are about ``shift`` (``(K, d)``, default 0)."""
         dt = self.stat_dtype
         counts, sums, sumsq = counts.to(dt), sums.to(dt), sumsq.to(dt)
-        self.class_counts += counts.round().long()
-        self.steps += 1
+        shift = torch.zeros_like(sums) if shift is None else shift.to(dt)
         if self.memory is None:
-            self.sums += sums
-            self.sumsq += sumsq
+            # re-express the batch about each class's centre (a class seen for the first
+            # time takes this batch's shift as its centre)
+            first = (self.class_counts == 0)[:, None]
+            centre = torch.where(first, shift, self.centre)
+            delta = shift - centre  # 0 wherever the shift is the centre
+            n = counts[:, None]
+            self.sumsq += sumsq + 2.0 * delta * sums + n * delta * delta
+            self.sums += sums + n * delta
+            self.centre.copy_(centre)
         else:
             seen = counts > 0
             n = counts.clamp_min(1)[:, None]
-            mean_b = sums / n
-            var_b = (sumsq / n - mean_b * mean_b).clamp_min_(0)
+            offset = sums / n
+            mean_b = shift + offset
+            var_b = (sumsq / n - offset * offset).clamp_min_(0)
             if self.covariance == "spherical":
                 var_b = var_b.mean(1, keepdim=True)
             m = self.memory
@@ -219,6 +269,8 @@ class OnlineGaussian(Density):
             new_vars = self.ema_vars * m + var_b * (1.0 - m)
             self.ema_means.copy_(torch.where(seen[:, None], new_means, self.ema_means))
             self.ema_vars.copy_(torch.where(seen[:, None], new_vars, self.ema_vars))
+        self.class_counts += counts.round().long()
+        self.steps += 1
         self.fitted = True
         return self
 
@@ -236,8 +288,9 @@ class OnlineGaussian(Density):
         n = self.class_counts.to(self.stat_dtype)
         seen = n > 0
         n = n.clamp_min(1)[:, None]
-        means = self.sums / n
-        var = (self.sumsq / n - means * means).clamp_min(0)
+        offset = self.sums / n
+        means = self.centre + offset
+        var = (self.sumsq / n - offset * offset).clamp_min(0)
         if self.covariance == "spherical":
             var = var.mean(1, keepdim=True).expand(k, d)
         means = torch.where(seen[:, None], means, torch.zeros_like(means))
@@ -247,48 +300,41 @@ class OnlineGaussian(Density):
     # -- scoring ----------------------------------------------------------------------------
 
     def _log_prob(self, x: Tensor) -> Tensor:
-        dtype = torch.promote_types(x.dtype, torch.float32)
         means, var = self.gaussian_parameters()
-        var = var + self.reg_covar
-        shift = means.mean(0)  # scoring relative to the centre of the classes limits cancellation
-        ms = (means - shift).to(dtype)
-        xs = x.to(dtype) - shift.to(dtype)
-        d = self.dim
-        if self.covariance == "spherical":
-            v = var[:, 0]
-            quad = (xs * xs).sum(1, keepdim=True) - 2.0 * xs @ ms.T + (ms * ms).sum(1)
-            quad = quad.clamp_min_(0) / v.to(dtype)
-            log_det = d * torch.log(v)
-        else:
-            prec = (1.0 / var).to(dtype)
-            quad = (xs * xs) @ prec.T - 2.0 * xs @ (prec * ms).T + (prec * ms * ms).sum(1)
-            quad = quad.clamp_min_(0)
-            log_det = torch.log(var).sum(1)
-        log_const = (-0.5 * (log_det + d * math.log(2 * math.pi))).to(dtype)
-        return (log_const - 0.5 * quad).to(x.dtype)
+        return diagonal_log_prob(x, means, var + self.reg_covar)
 
     # -- plumbing ---------------------------------------------------------------------------
 
     def _check_update_input(self, z: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        if not torch.is_tensor(z):
-            z = torch.as_tensor(z)
-        if not torch.is_tensor(y):
-            y = torch.as_tensor(y)
+        z = as_tensor(z, "features passed to update")
+        y = as_tensor(y, "labels passed to update")
         if z.ndim != 2:
             raise ValueError(f"update expects features of shape (B, d), got {tuple(z.shape)}")
-        if y.shape[0] != z.shape[0]:
-            raise ValueError(f"update got {z.shape[0]} features but {y.shape[0]} labels")
+        if y.ndim == 0 or y.shape[0] != z.shape[0]:
+            raise ValueError(f"update got {z.shape[0]} features but labels of shape {tuple(y.shape)}")
+        z = z.detach()
         if not z.is_floating_point():
-            z = z.float()
-        check_finite(z, "features passed to update")
-        y = class_ids(y.to(z.device))
+            z = z.to(torch.get_default_dtype())
+        check = should_validate(self.validate, z, y)
+        if check:
+            check_finite(z, "features passed to update")
+        y = y.detach().to(z.device)
+        if y.ndim == 2 and y.shape[1] > 1:  # soft labels: their argmax
+            y = y.argmax(1)
+        y = as_class_ids(y, None, "labels", check=check)
         if self.num_classes is None:
             if not y.numel():
                 raise ValueError("cannot infer num_classes from an empty batch; pass num_classes")
-            check_labels(y, int(y.max()) + 1)
+            check_id_range(y, int(y.max()) + 1)
             self.num_classes = int(y.max()) + 1
-        check_labels(y, self.num_classes)
+        if check:
+            check_id_range(y, self.num_classes)
         return z, y
+
+    def _loaded(self) -> None:
+        if self.memory is None and "sums" in self._buffers and "centre" not in self._buffers:
+            # a state saved before running sums were shifted: they are about 0
+            self.register_buffer("centre", torch.zeros_like(self.sums))
 
     def _config(self) -> dict[str, Any]:
         return {**super()._config(), "memory": self.memory, "covariance": self.covariance}
