@@ -22,8 +22,8 @@ DEFAULT_CV_POINTS = 1000
 # whatever the batch size and the number of stored points: at low d the kernel sum is bound by
 # memory traffic, and blocks that stay in cache measured 2.7-3.3x faster than 2^24 elements
 _CHUNK_ELEMENTS = 1 << 20
-_CHUNK_ELEMENTS_WIDE = 1 << 22
-_WIDE_DIM = 128
+_MIN_ROWS = 64
+_MAX_ELEMENTS = 1 << 24
 # buffers a fit creates (a refit or a load first drops the ones of an earlier fit)
 _FITTED_BUFFERS = (
     "kernel_points", "point_bias", "point_mask", "class_means", "bandwidth_", "log_const",
@@ -353,15 +353,18 @@ class KDE(Density):
                   + means.square().sum(1)).clamp_min_(0)
             quad = sq / self.bandwidth_.square()
         b_chunk, p_chunk = _chunks(k, n_max, batch, d)
+        # one logits block reused by every chunk, and the log-sum-exp in place on it: fresh
+        # blocks of this size page-fault on every allocation
+        block = z.new_empty(k * min(b_chunk, batch) * p_chunk)
         outs = []
         for start in range(0, batch, b_chunk):  # bounded memory, not a loop over samples
             part = proj[:, start:start + b_chunk]
             acc = None
             for p0 in range(0, n_max, p_chunk):
-                logits = torch.baddbmm(
-                    bias[:, None, p0:p0 + p_chunk], part, z[:, p0:p0 + p_chunk].transpose(1, 2)
-                )
-                lse = _logsumexp_floored(logits)
+                zp = z[:, p0:p0 + p_chunk]
+                logits = block[: k * part.shape[1] * zp.shape[1]].view(k, part.shape[1], -1)
+                torch.baddbmm(bias[:, None, p0:p0 + p_chunk], part, zp.transpose(1, 2), out=logits)
+                lse = _logsumexp_floored_(logits)
                 acc = lse if acc is None else torch.logaddexp(acc, lse)
             outs.append(acc.T)
         cross = torch.cat(outs) if len(outs) > 1 else outs[0]
@@ -419,15 +422,20 @@ def _check_state_kind(state: Any) -> None:
 
 
 def _chunks(k: int, n_max: int, batch: int, d: int) -> tuple[int, int]:
-    """Rows of the batch and stored points per scoring chunk, so that the ``(K, rows, points)``
-    logits stay near the chunk size (cache-sized blocks: see ``_CHUNK_ELEMENTS``)."""
-    elements = _CHUNK_ELEMENTS if d < _WIDE_DIM else _CHUNK_ELEMENTS_WIDE
-    b_chunk = max(1, elements // (k * max(n_max, d)))
-    p_chunk = n_max
-    if b_chunk < 64:  # many stored points: chunk them too (running log-sum-exp)
-        b_chunk = min(64, batch)
-        p_chunk = max(1, elements // (k * b_chunk))
-    return b_chunk, p_chunk
+    """Rows of the batch and stored points per scoring chunk.
+
+    The ``(K, rows, points)`` logits block is reused by every chunk of a call. Blocks near
+    ``_CHUNK_ELEMENTS`` stay in cache at low ``d``, but fewer than ``_MIN_ROWS`` rows make each
+    class's GEMM too thin, so rows are raised to that, up to ``_MAX_ELEMENTS``; past it the
+    stored points are chunked too (a running log-sum-exp).
+    """
+    del d  # the block size alone decides: the GEMM's depth d does not change its memory
+    per_row = k * max(n_max, 1)
+    rows = max(_CHUNK_ELEMENTS // per_row, min(_MIN_ROWS, batch), 1)
+    if rows * per_row <= _MAX_ELEMENTS:
+        return rows, n_max
+    rows = min(batch, max(1, _MAX_ELEMENTS // per_row), _MIN_ROWS)
+    return rows, max(1, _MAX_ELEMENTS // (k * rows))
 
 
 def _narrow(out: Tensor, dtype: torch.dtype) -> Tensor:
@@ -501,8 +509,9 @@ def _refine(grid: Tensor, scores: Tensor) -> Tensor:
     return torch.where(inside, vertex, grid.gather(1, best).squeeze(1))
 
 
-def _logsumexp_floored(logits: Tensor) -> Tensor:
-    """``logsumexp`` over the last axis, with terms more than 80 below the maximum floored.
+def _logsumexp_floored_(logits: Tensor) -> Tensor:
+    """``logsumexp`` over the last axis, with terms more than 80 below the maximum floored;
+    ``logits`` is overwritten.
 
     With a small bandwidth almost every kernel term is ``exp(-hundreds)``, and exp of such
     numbers takes a slow path on CPUs (tens of ns each): the floor makes the relabel several
@@ -510,6 +519,7 @@ def _logsumexp_floored(logits: Tensor) -> Tensor:
     """
     top = logits.amax(-1, keepdim=True)
     # padded rows have top = -inf: keep them -inf instead of NaN
-    safe_top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-    total = (logits - safe_top).clamp_min_(-80.0).exp_().sum(-1)
-    return (safe_top.squeeze(-1) + total.log()).masked_fill(~torch.isfinite(top.squeeze(-1)), -torch.inf)
+    dead = ~torch.isfinite(top)
+    safe_top = top.masked_fill(dead, 0.0)
+    total = logits.sub_(safe_top).clamp_min_(-80.0).exp_().sum(-1)
+    return (safe_top.squeeze(-1) + total.log()).masked_fill(dead.squeeze(-1), -math.inf)

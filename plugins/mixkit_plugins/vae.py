@@ -199,7 +199,7 @@ class VAEDensity(T.NeuralDensity):
     def _fit(self, x: Tensor, y: Tensor) -> None:
         seed = T.resolve_seed(self.seed)
         k, d = self.num_classes, x.shape[1]
-        x = x.float()
+        x = x.detach().float()
         mean, std = T.standardization(x)
         self.register_buffer("x_mean", mean)
         self.register_buffer("x_std", std)
@@ -243,7 +243,7 @@ class VAEDensity(T.NeuralDensity):
             outs.append(self.vae.bound(ub.repeat_interleave(k, 0), ctx, eps).view(-1, k))
         out = torch.cat(outs) if len(outs) > 1 else outs[0]
         out = out - torch.log(self.x_std).sum()
-        return T.floor_scores(out.to(x.dtype))
+        return T.floor_scores(out.to(T.score_dtype(x)))
 
     @torch.no_grad()
     def sample(self, n: int, c: int, generator: torch.Generator | None = None) -> Tensor:
