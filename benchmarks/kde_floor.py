@@ -9,6 +9,9 @@ Issue 11 point 3 (ratios within one run, one thread; not a test)::
   rescaled by Scott's exponent); the labels of mixed points of the default against full CV as
   mean / max total variation and top-1 agreement;
 * buffers of a fitted isotropic KDE at K = 100, d = 512 (500 points per class), both versions;
+* with ``--gan``: the GAN plugin's amortised inversion (the default) against the exact
+  multi-restart search at B = 128, K = 10, d = 20: time per call, top-1 agreement and total
+  variation of the labels of mixed points (issue 11 point 5);
 * ``log_prob`` against its kernel-sum floor, the work it cannot avoid: one batched GEMM of the
   queries against every stored point of every class, the exponential and the sum (a
   ``logsumexp`` over the stored points) on one block, nothing else; and the scoring chunk size.
@@ -163,15 +166,53 @@ def log_prob_section(OldKDE: type) -> list[dict]:
     return rows
 
 
+def gan_section() -> dict:
+    """GAN log_prob: amortised encoder (default), encoder + 5 refinement steps, exact search."""
+    from mixkit_plugins.gan import GANDensity
+
+    k, d = 10, 20
+    x, y = blobs(5000, k, d, seed=6)
+    t0 = time.perf_counter()
+    gan = GANDensity(seed=0, progress=False).fit(x, y)
+    out: dict = {"k": k, "d": d, "n": 5000, "fit_s": time.perf_counter() - t0}
+    state = gan.state_dict()
+    variants = {
+        "encoder": gan,
+        "encoder+refine5": GANDensity(refine_steps=5, progress=False),
+        "search": GANDensity(inversion="search", progress=False),
+    }
+    for name in ("encoder+refine5", "search"):
+        variants[name].load_state_dict(state)
+    q = mixed_points(x, 512, seed=7)
+    labels_ = {name: torch.softmax(v.log_prob(q), 1) for name, v in variants.items()}
+    batch = q[:128]
+    for name, v in variants.items():
+        row = {"ms": 1e3 * best_time(lambda v=v: v.log_prob(batch), 3 if name == "search" else 10)}
+        if name != "search":
+            row["top1_vs_search"] = (labels_[name].argmax(1) == labels_["search"].argmax(1)
+                                     ).double().mean().item()
+            row["tv_mean_vs_search"] = (0.5 * (labels_[name] - labels_["search"]).abs().sum(1)
+                                        ).mean().item()
+        out[name] = row
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="f17729f", help="git revision of the previous KDE")
     parser.add_argument("--quick", action="store_true", help="10k points instead of 50k")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
+    parser.add_argument("--gan", action="store_true", help="only the GAN inversion figures")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     OldKDE = load_base_kde(args.base)
     res: dict = {"base": args.base, "threads": 1}
+    if args.gan:
+        res["gan"] = gan_section()
+        print("gan", json.dumps(res["gan"], indent=1), flush=True)
+        if args.out is not None:
+            args.out.write_text(json.dumps(res, indent=1))
+        return res
 
     # 1. fit time and label agreement, 10 classes, d = 20
     n, k, d = (10_000 if args.quick else 50_000), 10, 20

@@ -468,30 +468,40 @@ class GANDensity(T.NeuralDensity):
         temp, bank_z = self.temperature_, self.bank_z
         encoder = self.inversion == "encoder"
         width = 1 if encoder else self.restarts
+        steps = self.refine_steps if encoder else self.inversion_steps
         c = torch.arange(k, device=x.device).repeat_interleave(b * width)
         with torch.inference_mode(False), torch.no_grad():
             target = x.detach().clone()
-            # (K, b, M) objective of every bank point: the nearest generated points start the search
+            rows = target.repeat(k, 1).repeat_interleave(width, 0)
+            # (K, b, M) objective of every bank point: the nearest generated points start the
+            # search. The encoder only picks one here (its objective is recomputed exactly), so
+            # the fast matrix-product form of the l2 distance will do; the search keeps the exact
+            mode = "use_mm_for_euclid_dist" if encoder else "donot_use_mm_for_euclid_dist"
             near = torch.cdist(target.expand(k, b, -1), self.bank_x, p=NORMS[self.norm],
-                               compute_mode="donot_use_mm_for_euclid_dist")
+                               compute_mode=mode)
             start = torch.topk(near / temp + bank_prior, width, dim=2, largest=False).indices
             z = bank_z[start].reshape(k * b * width, q)  # rows ordered (class, sample, restart)
-            rows = target.repeat(k, 1).repeat_interleave(width, 0)
-            best_obj, _ = self._objective(rows, z, c, temp)
+            xhat = self.bank_x[c, start.reshape(-1)]
+            best_obj = self._distance(rows - xhat) / temp + 0.5 * self.latent_prior * z.square().sum(-1)
             if encoder:  # the amortised latent, kept where it beats the best bank latent
                 z_enc = self.encoder((rows - self.x_mean) / self.x_std, c)
-                obj_enc, _ = self._objective(rows, z_enc, c, temp)
+                xhat_enc = self.net(z_enc, c) * self.x_std + self.x_mean
+                obj_enc = (self._distance(rows - xhat_enc) / temp
+                           + 0.5 * self.latent_prior * z_enc.square().sum(-1))
                 better = obj_enc < best_obj
                 best_obj = torch.where(better, obj_enc, best_obj)
                 z = torch.where(better[:, None], z_enc, z)
+                xhat = torch.where(better[:, None], xhat_enc, xhat)
             best_z = z.clone()
-        steps = self.refine_steps if encoder else self.inversion_steps
         if steps:
             with torch.inference_mode(False):
                 best_z = self._descend(rows.clone(), z.clone(), c, temp, best_obj, best_z, steps)
-        # final value at the best latent, differentiable in x (z* held fixed)
+            with torch.no_grad():
+                xhat = self.net(best_z, c) * self.x_std + self.x_mean
+        # the final value at the best latent, differentiable in x (z* and G(z*) held fixed)
         rows = x.repeat(k, 1).repeat_interleave(width, 0)
-        obj, dist = self._objective(rows, best_z.detach(), c, temp)
+        dist = self._distance(rows - xhat.detach())
+        obj = dist / temp + 0.5 * self.latent_prior * best_z.detach().square().sum(-1)
         obj, pick = obj.view(k, b, width).min(2)
         dist = dist.view(k, b, width).gather(2, pick[..., None]).squeeze(2)
         return -obj.T, dist.T
