@@ -194,6 +194,9 @@ def test_chunked_log_prob_and_cv_equal_unchunked(monkeypatch):
     whole = KDE().fit(x, y)
     ref = whole.log_prob(q)
     monkeypatch.setattr(kde_module, "_CHUNK_ELEMENTS", 300)  # batch and stored points chunked
+    monkeypatch.setattr(kde_module, "_MIN_ROWS", 4)
+    monkeypatch.setattr(kde_module, "_MAX_ELEMENTS", 100)
+    assert kde_module._chunks(2, 80, 70, 2) == (1, 50)
     monkeypatch.setattr(kde_module, "_FIT_CHUNK_ELEMENTS", 2000)  # leave-one-out rows chunked
     chunked = KDE().fit(x, y)
     torch.testing.assert_close(chunked.cv_scores_, whole.cv_scores_, rtol=1e-12, atol=1e-9)
