@@ -12,6 +12,8 @@ Issue 11 point 3 (ratios within one run, one thread; not a test)::
 * with ``--gan``: the GAN plugin's amortised inversion (the default) against the exact
   multi-restart search at B = 128, K = 10, d = 20: time per call, top-1 agreement and total
   variation of the labels of mixed points (issue 11 point 5);
+* with ``--flow``: the flow plugin's fit with the former early stopping (patience 20) and
+  with the defaults: fit time, best and last epoch, held-out log-likelihood;
 * ``log_prob`` against its kernel-sum floor, the work it cannot avoid: one batched GEMM of the
   queries against every stored point of every class, the exponential and the sum (a
   ``logsumexp`` over the stored points) on one block, nothing else; and the scoring chunk size.
@@ -197,19 +199,41 @@ def gan_section() -> dict:
     return out
 
 
+def flow_section() -> dict:
+    """Flow fit: the former early stopping (patience 20, 300 epochs) against the defaults."""
+    from mixkit_plugins.flow import FlowDensity
+
+    x_all, y_all = blobs(7000, 10, 20, seed=8)
+    x, y, x_te, y_te = x_all[:5000], y_all[:5000], x_all[5000:], y_all[5000:]
+    out = {}
+    for name, kw in (("patience20", dict(patience=20, max_epochs=300)), ("default", {})):
+        t0 = time.perf_counter()
+        flow = FlowDensity(seed=0, progress=False, **kw).fit(x, y)
+        seconds = time.perf_counter() - t0
+        ll = flow.log_prob(x_te).gather(1, y_te[:, None]).mean().item()
+        out[name] = {"fit_s": seconds, "best_epoch": flow.history["best_epoch"],
+                     "epochs": flow.history["epochs"], "heldout_ll": ll}
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="f17729f", help="git revision of the previous KDE")
     parser.add_argument("--quick", action="store_true", help="10k points instead of 50k")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     parser.add_argument("--gan", action="store_true", help="only the GAN inversion figures")
+    parser.add_argument("--flow", action="store_true", help="only the flow early-stopping figures")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     OldKDE = load_base_kde(args.base)
     res: dict = {"base": args.base, "threads": 1}
-    if args.gan:
-        res["gan"] = gan_section()
-        print("gan", json.dumps(res["gan"], indent=1), flush=True)
+    if args.gan or args.flow:
+        if args.gan:
+            res["gan"] = gan_section()
+            print("gan", json.dumps(res["gan"], indent=1), flush=True)
+        if args.flow:
+            res["flow"] = flow_section()
+            print("flow", json.dumps(res["flow"], indent=1), flush=True)
         if args.out is not None:
             args.out.write_text(json.dumps(res, indent=1))
         return res
