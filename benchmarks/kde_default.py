@@ -194,6 +194,18 @@ def render(summary: dict, meta: dict) -> str:
             lines.append(
                 f"| {ds} | {kname} | {ll} | {_fmt(cell, 'gen_acc', 100)} | {_fmt(cell, 'mlp_acc', 100)} |"
             )
+    lines += ["", "Best kernel per dataset (mean; the default `iso-cv` marked when within one sd "
+              "of the best):", ""]
+    for key, label in (("mlp_acc", "MLP mixup+GenLabel"), ("gen_acc", "generative classifier"),
+                       ("heldout_ll", "held-out log-lik.")):
+        parts = []
+        for ds, kernels in summary.items():
+            scored = {kn: c[key] for kn, c in kernels.items() if key in c and kn != "mixup"}
+            best = max(scored, key=lambda kn: scored[kn][0])
+            iso = scored.get("iso-cv")
+            near = iso is not None and best != "iso-cv" and iso[0] >= scored[best][0] - scored[best][1]
+            parts.append(f"{ds}: {best}" + (" (iso-cv within 1 sd)" if near else ""))
+        lines.append(f"- {label}: " + "; ".join(parts))
     return "\n".join(lines) + "\n"
 
 
