@@ -429,3 +429,13 @@ def test_state_of_another_density_fails_at_load_and_changes_nothing():
     assert kde.num_classes == 2 and torch.equal(kde.log_prob(x[:5]), before)
     with pytest.raises(ValueError, match="into a KDE"):
         KDE().load_state_dict({"_extra_state": {"num_classes": 2, "dim": 3, "fitted": True}})
+
+
+def test_data_far_from_the_origin_score_as_near_it():
+    """The float64 distance term is taken about the class means' centre: an offset of 1e7 on
+    data and queries changes nothing (beyond float64 rounding of the offset itself)."""
+    x, y = _blobs(n=150)
+    q = torch.randn(20, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    near = KDE(bandwidth=0.05).fit(x, y).log_prob(q)
+    far = KDE(bandwidth=0.05).fit(x + 1e7, y).log_prob(q + 1e7)
+    torch.testing.assert_close(far, near, rtol=1e-6, atol=1e-3)

@@ -367,8 +367,10 @@ class KDE(Density):
         else:
             inv_h = self.cast("bandwidth_", dtype).reciprocal()
             proj = (x.to(dtype) - self.cast("class_means", dtype)[:, None]) * inv_h[:, None, None]
-            x64 = x.to(wide)
-            means = self.class_means
+            # |x - m_c|^2 expanded (no (B, K, d) temporary), about the centre of the class means
+            # so that data far from the origin do not cancel
+            centre = self.class_means.mean(0)
+            x64, means = x.to(wide) - centre, self.class_means - centre
             sq = (x64.square().sum(1, keepdim=True) - 2 * x64 @ means.T
                   + means.square().sum(1)).clamp_min_(0)
             quad = sq / self.bandwidth_.square()
