@@ -88,9 +88,9 @@ class KDE(Density):
     default, 68% with ``"class"`` kernels.) Against the paper's kernel ``h^2 Sigma_c`` with
     Scott's factor (its official code) and with a cross-validated factor, on Two-circle,
     Circle, Moon, glass, penguins and crabs (``benchmarks/kde_default.py``, report in
-    ``benchmarks/results/kde_default/``), the default was best or within one standard
-    deviation of the best everywhere but crabs (strongly correlated features, where
-    ``kernel_covariance="class"`` gained 3 points of mixup + GenLabel accuracy); Scott's
+    ``benchmarks/results/kde_default/``), the default's mixup + GenLabel accuracy was within
+    1.7 points of the best kernel's everywhere but crabs (strongly correlated features, where
+    ``kernel_covariance="class"`` gained 3.4 points); Scott's
     factor on ``Sigma_c`` lost 24 points on Two-circle, and class kernels lost 7 on glass,
     whose flat features make them degenerate.
 
