@@ -427,7 +427,8 @@ class KDE(Density):
         self.bandwidth = config["bandwidth"]
 
     def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False):
-        _check_state_kind(state_dict.get("_extra_state"))  # before anything is touched
+        if strict or "_extra_state" in state_dict:
+            _check_state_kind(state_dict.get("_extra_state"))  # before anything is touched
         for name in _FITTED_BUFFERS:  # buffers of an earlier fit that this state may not have
             if name not in state_dict:
                 self._buffers.pop(name, None)

@@ -338,7 +338,8 @@ class NeuralDensity(Density):
         super().set_extra_state(state)
 
     def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False):
-        self._check_state(state_dict.get("_extra_state"))  # before any buffer is touched
+        if strict or "_extra_state" in state_dict:
+            self._check_state(state_dict.get("_extra_state"))  # before any buffer is touched
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def _build(self, config: dict[str, Any]) -> None:

@@ -48,7 +48,10 @@ class FlowDensity(T.NeuralDensity):
     Far from the data the splines are the identity and the score is the
     class's base Gaussian: hugely negative but finite. Where float32 would
     overflow (inputs beyond ~1e19 standard deviations) the base Gaussian is
-    evaluated in float64 and floored at the dtype's lowest finite value.
+    evaluated in float64; a value the output dtype cannot hold is ``-inf``
+    ("cannot say": GenLabel falls back), never a floored finite value, which
+    gave every class the same score. Scores are returned in the query's dtype,
+    at least float32: half-precision queries are scored in float32.
 
     Args:
         num_layers: number of spline + LU blocks.

@@ -103,8 +103,9 @@ class VAEDensity(T.NeuralDensity):
     their noise). All classes are scored in one pass over ``x`` repeated ``K``
     times (in chunks of bounded memory). Far from the data the bound is hugely
     negative but finite (the encoder, a proposal only, sees inputs clipped to
-    20 standard deviations, which keeps the bound valid); values that float32
-    cannot hold are floored at its lowest finite value.
+    20 standard deviations, which keeps the bound valid); a value float32
+    cannot hold is ``-inf`` ("cannot say"), not a floored finite value.
+    Scores are returned in the query's dtype, at least float32.
 
     Args:
         latent_dim: size of ``z``; ``None`` uses the data dimension, at most 16.
