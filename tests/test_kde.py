@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+import mixkit
 import mixkit.densities.kde as kde_module
 from mixkit.densities.base import NotFittedError
 from mixkit.densities.kde import KDE
@@ -97,8 +98,8 @@ def test_float32_scoring_agrees_with_float64():
     hi, lo = kde.log_prob(q), kde.log_prob(q.float())
     assert lo.dtype == torch.float32
     assert (lo.double() - hi).abs().max().item() < 1e-3
-    half = kde.log_prob(q.bfloat16())  # half precision is scored in float32, returned in bf16
-    assert half.dtype == torch.bfloat16 and bool(torch.isfinite(half).all())
+    half = kde.log_prob(q.bfloat16())  # half precision is scored and returned in float32
+    assert half.dtype == torch.float32 and bool(torch.isfinite(half).all())
 
 
 # -- bandwidths ----------------------------------------------------------------------------------
@@ -193,6 +194,9 @@ def test_chunked_log_prob_and_cv_equal_unchunked(monkeypatch):
     whole = KDE().fit(x, y)
     ref = whole.log_prob(q)
     monkeypatch.setattr(kde_module, "_CHUNK_ELEMENTS", 300)  # batch and stored points chunked
+    monkeypatch.setattr(kde_module, "_MIN_ROWS", 4)
+    monkeypatch.setattr(kde_module, "_MAX_ELEMENTS", 100)
+    assert kde_module._chunks(2, 80, 70, 2) == (1, 50)
     monkeypatch.setattr(kde_module, "_FIT_CHUNK_ELEMENTS", 2000)  # leave-one-out rows chunked
     chunked = KDE().fit(x, y)
     torch.testing.assert_close(chunked.cv_scores_, whole.cv_scores_, rtol=1e-12, atol=1e-9)
@@ -214,8 +218,8 @@ def test_max_points_per_class_is_reproducible():
     assert a.points.shape[1] == 50 and kept.tolist() == [50, 50, 20]  # small class kept whole
     assert a.class_counts.tolist() == torch.bincount(y).tolist()  # prior from all samples
     for k in range(3):  # the stored points are distinct real samples of their class
-        stored = a.points[k, : kept[k]]
-        same = (stored[:, None, :] == x[y == k][None]).all(-1)
+        stored = a.points[k, : kept[k]]  # rebuilt from the kernel frame: equal up to rounding
+        same = (stored[:, None, :] - x[y == k][None]).abs().amax(-1) < 1e-12
         assert same.any(1).all() and same.sum(0).max() == 1
 
 
@@ -322,3 +326,116 @@ def test_follows_the_module_to_cuda():
     assert kde.sample(5, 0, generator=torch.Generator().manual_seed(0)).device.type == "cuda"
     on_gpu = KDE(max_points_per_class=30).fit(x.cuda(), y.cuda())
     assert bool(torch.isfinite(on_gpu.log_prob(q.cuda().float())).all())
+
+
+# -- the fast paths (issue 11) -------------------------------------------------------------------
+
+
+def test_isotropic_kernel_stores_one_copy_and_no_matrices():
+    x, y = _blobs(n=300, d=2)
+    kde = KDE(bandwidth=0.5).fit(x.float(), y)
+    k, d = 3, 2
+    shapes = {name: tuple(b.shape) for name, b in kde.named_buffers()}
+    assert not any(s[-2:] in ((d, d), (d, k * d)) for s in shapes.values()), shapes
+    per_point = [n for n, s in shapes.items() if len(s) == 3]
+    assert per_point == ["kernel_points"]  # the one stored copy, in the fit's dtype
+    assert kde.kernel_points.dtype == torch.float32
+    # and it still is the exact KDE: brute force from the points it rebuilds
+    q = torch.randn(10, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for c in range(3):
+        ref = _brute_log_prob(q, x[y == c], 0.25 * torch.eye(2, dtype=torch.float64))
+        torch.testing.assert_close(kde.log_prob(q)[:, c], ref, rtol=1e-5, atol=1e-5)
+
+
+def test_subsampled_cv_rescales_by_scotts_exponent():
+    gen = torch.Generator().manual_seed(0)
+    n, d = 3000, 2
+    y = torch.arange(n) % 2
+    x = torch.randn(n, d, generator=gen, dtype=torch.float64) + 3.0 * y[:, None]
+    full = KDE(cv_points_per_class=None).fit(x, y)
+    sub = KDE(cv_points_per_class=300).fit(x, y)
+    assert full.cv_scores_.shape == sub.cv_scores_.shape
+    # the CV ran on 300 points per class; the chosen h is its optimum (the refined best grid
+    # value) times Scott's exponent for the points the KDE keeps, (1500 / 300)^(-1/(d+4))
+    best = kde_module._refine(sub.cv_grid_[:1], sub.cv_scores_.sum(0, keepdim=True))
+    torch.testing.assert_close(sub.bandwidth_, best.expand(2) * (1500 / 300) ** (-1 / (d + 4)))
+    assert sub.cv_grid_[0, 0] > full.cv_grid_[0, 0]  # Scott's reference at 300 points is wider
+    assert abs(sub.bandwidth_[0].item() / full.bandwidth_[0].item() - 1) < 0.15
+    q = torch.randn(500, d, generator=gen, dtype=torch.float64) * 2 + 1.5
+    tv = 0.5 * (sub.log_prob(q).softmax(1) - full.log_prob(q).softmax(1)).abs().sum(1)
+    assert tv.mean() < 5e-3
+    again = KDE(cv_points_per_class=300).fit(x, y)
+    assert torch.equal(again.bandwidth_, sub.bandwidth_)  # the subset is seeded
+    assert KDE(cv_points_per_class=5000).fit(x, y).bandwidth_.equal(full.bandwidth_)
+    with pytest.raises(ValueError, match="cv_points_per_class"):
+        KDE(cv_points_per_class=1)
+
+
+# -- hostile inputs (issue 13) -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kernel", ["isotropic", "class"])
+def test_far_float32_queries_never_flip_the_top_class(kernel):
+    """|x| ~ 1e8 in float32 used to cancel to noise and flip the top class."""
+    x, y = _blobs(n=300)
+    kde = KDE(kernel_covariance=kernel).fit(x.float(), y)
+    gen = torch.Generator().manual_seed(0)
+    direction = torch.randn(64, 3, generator=gen, dtype=torch.float64)
+    for scale in (1e4, 1e6, 1e8, 1e10):
+        q = (direction * scale).float()
+        exact = kde.log_prob(q.double())  # the same float32 points, scored in float64
+        out = kde.log_prob(q)
+        assert out.dtype == torch.float32 and not out.isnan().any()
+        said = torch.isfinite(out).any(1)
+        # where it answers, the answer is the float64 one; elsewhere the row is "cannot say"
+        assert (out[said].argmax(1) == exact[said].argmax(1)).all(), scale
+        assert bool(torch.isneginf(out[~said]).all())
+        if scale <= 1e4:  # float32 still holds the gaps between classes: every row answers
+            assert bool(said.all()), scale
+        if scale <= 1e6:
+            assert said.double().mean() > 0.75, scale
+
+
+def test_refit_with_another_class_count():
+    x, y = _blobs(n=120)
+    kde = KDE()
+    assert kde.fit(x, y).log_prob(x[:4]).shape == (4, 3)
+    assert kde.fit(x, y % 2).log_prob(x[:4]).shape == (4, 2)
+    assert kde.fit(x, y).log_prob(x[:4]).shape == (4, 3)
+    cv = KDE().fit(x, y)
+    kde = KDE(bandwidth=0.3).fit(x, y)
+    kde.bandwidth = "cv"
+    torch.testing.assert_close(kde.fit(x, y).log_prob(x), cv.log_prob(x))  # nothing stale
+    with pytest.raises(ValueError):
+        KDE(num_classes=3).fit(x, y + 1)  # a given class count still binds
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"kernel_covariance": "class"}, {"bandwidth": "scott"}])
+def test_fit_on_tensors_that_require_grad_stores_no_graph(kwargs):
+    x, y = _blobs(n=120)
+    leaf = x.clone().requires_grad_(True)
+    kde = KDE(**kwargs).fit(leaf * 1.0, y)
+    assert all(not b.requires_grad for b in kde.buffers())
+    torch.testing.assert_close(kde.log_prob(x), KDE(**kwargs).fit(x, y).log_prob(x))
+
+
+def test_state_of_another_density_fails_at_load_and_changes_nothing():
+    x, y = _blobs(n=120)
+    gaussian_state = mixkit.Gaussian().fit(x, y).state_dict()
+    kde = KDE(bandwidth=0.5).fit(x[:60], y[:60] % 2)
+    before = kde.log_prob(x[:5])
+    with pytest.raises(ValueError, match="cannot load .* into a KDE"):
+        kde.load_state_dict(gaussian_state)
+    assert kde.num_classes == 2 and torch.equal(kde.log_prob(x[:5]), before)
+    with pytest.raises(ValueError, match="into a KDE"):
+        KDE().load_state_dict({"_extra_state": {"num_classes": 2, "dim": 3, "fitted": True}})
+
+
+def test_data_far_from_the_origin_score_as_near_it():
+    """The float64 distance term is taken about the class means' centre: an offset of 1e7 on
+    data and queries changes nothing (beyond float64 rounding of the offset itself)."""
+    x, y = _blobs(n=150)
+    q = torch.randn(20, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    near = KDE(bandwidth=0.05).fit(x, y).log_prob(q)
+    far = KDE(bandwidth=0.05).fit(x + 1e7, y).log_prob(q + 1e7)
+    torch.testing.assert_close(far, near, rtol=1e-6, atol=1e-3)

@@ -35,7 +35,8 @@ SETTINGS = {
 TINY = {
     "flow": dict(num_layers=1, hidden=8, max_epochs=3, seed=3, progress=False),
     "vae": dict(hidden=8, max_epochs=3, kl_warmup=1, num_samples=8, seed=3, progress=False),
-    "gan": dict(hidden=8, steps=20, bank_size=32, inversion_steps=5, seed=3, progress=False),
+    "gan": dict(hidden=8, steps=20, bank_size=32, inversion_steps=5, encoder_steps=20, seed=3,
+                progress=False),
 }
 TRIANGLE = torch.tensor([[0.0, 0.0], [2.5, 0.0], [1.25, 2.5 * math.sqrt(3) / 2]])
 
@@ -122,11 +123,15 @@ def test_log_prob_finite_far_from_data(name):
     far = torch.tensor([[1e3, -1e3], [-1e3, 1e3], [1e6, 1e6], [1e30, -1e30]])
     out = density.log_prob(far)
     assert out.dtype == torch.float32 and out.shape == (4, 2)
-    assert torch.isfinite(out).all()
+    assert torch.isfinite(out[:3]).all()
+    # beyond what float32 holds a score is -inf ("cannot say"), never NaN or a floored value
+    assert not out.isnan().any() and ((out[3] == -math.inf) | out[3].isfinite()).all()
+    assert (out != torch.finfo(torch.float32).min).all()
     near = density.log_prob(x_te[:4])
     assert out[:2].max() < near.min()
-    out64 = density.log_prob(far.double())
-    assert out64.dtype == torch.float64 and torch.isfinite(out64).all()
+    out64 = density.log_prob(far.double())  # scored by float32 networks: the same rows answer
+    assert out64.dtype == torch.float64 and torch.isfinite(out64[:3]).all()
+    assert torch.equal(out64.isfinite(), out.isfinite()) and not out64.isnan().any()
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -323,3 +328,94 @@ def test_bad_arguments_and_inputs(name):
 def test_gan_rejects_unknown_norm():
     with pytest.raises(ValueError, match="norm"):
         GANDensity(norm="l3")
+
+
+# -- hostile inputs (issue 13) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_half_precision_queries_are_scored_in_float32(name):
+    """fp16 scores used to overflow: every class floored at -65504, a uniform label."""
+    density, x_te, _ = fitted(name, "moons")
+    far = torch.tensor([[3.0, -2.0], [-2.5, 2.5], [40.0, 40.0]])
+    q = torch.cat([x_te[:32], far])
+    out = density.log_prob(q.half())
+    assert out.dtype == torch.float32 and not out.isnan().any()
+    assert (out > torch.finfo(torch.float32).min).all()  # no floored class anywhere
+    ref = density.log_prob(q.half().float())
+    torch.testing.assert_close(out, ref)
+    assert bool((out[:, 0] != out[:, 1]).all())  # a real preference in every row
+    assert (out.argmax(1)[:32] == density.log_prob(x_te[:32]).argmax(1)).double().mean() >= 0.9
+    assert density.log_prob(q.bfloat16()).dtype == torch.float32
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_refit_with_another_class_count(name):
+    x, y = small_data()
+    y3 = torch.arange(x.shape[0]) % 3
+    density = CLASSES[name](**TINY[name])
+    assert density.fit(x, y3).log_prob(x[:5]).shape == (5, 3)
+    assert density.fit(x, y).log_prob(x[:5]).shape == (5, 2)
+    assert density.fit(x, y3).log_prob(x[:5]).shape == (5, 3)
+    fixed = CLASSES[name](**TINY[name], num_classes=3).fit(x, y3)
+    with pytest.raises(ValueError):
+        fixed.fit(x, y3 + 1)  # a given class count still binds
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fit_on_tensors_that_require_grad_stores_no_graph(name):
+    x, y = small_data()
+    leaf = x.clone().requires_grad_(True)
+    density = CLASSES[name](**TINY[name]).fit(leaf * 1.0, y)  # a non-leaf with a graph
+    assert all(not b.requires_grad and b.grad_fn is None for b in density.buffers())
+    assert all(not p.requires_grad for p in density.parameters())
+    reference = CLASSES[name](**TINY[name]).fit(x, y)
+    assert torch.equal(density.log_prob(x), reference.log_prob(x))
+    assert leaf.grad is None
+
+
+def test_gan_state_with_another_norm_fails_at_load():
+    x, y = small_data()
+    density = GANDensity(**TINY["gan"], norm="l1").fit(x, y)
+    other = GANDensity(**TINY["gan"])  # norm="l2"
+    with pytest.raises(ValueError, match=r"norm='l1'.*norm='l2'"):
+        other.load_state_dict(density.state_dict())
+    assert not other.fitted
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_of_another_density_class_fails_at_load(name):
+    x, y = small_data()
+    kde_state = mixkit.KDE(bandwidth=0.5).fit(x, y).state_dict()
+    target = CLASSES[name](**TINY[name])
+    with pytest.raises(ValueError, match="cannot load a KDE state"):
+        target.load_state_dict(kde_state)
+    assert not target.fitted and "points" not in dict(target.named_buffers())
+    other = next(n for n in NAMES if n != name)
+    state = CLASSES[other](**TINY[other]).fit(x, y).state_dict()
+    with pytest.raises(ValueError, match=f"cannot load a {CLASSES[other].__name__} state"):
+        target.load_state_dict(state)
+    with pytest.raises(ValueError, match=f"cannot load a {CLASSES[other].__name__} state into a KDE"):
+        mixkit.KDE().load_state_dict(state)
+
+
+def test_gan_encoder_agrees_with_the_exact_search():
+    """The default amortised inversion against the multi-restart search (the same weights)."""
+    density, x_te, _ = fitted("gan", "moons")
+    assert density.inversion == "encoder" and density.encoder is not None
+    search = GANDensity(**{**SETTINGS["gan"], "inversion": "search"})
+    search.load_state_dict(density.state_dict())
+    g = torch.Generator().manual_seed(0)
+    i, j = torch.randint(len(x_te), (2, 200), generator=g)
+    lam = torch.rand(200, 1, generator=g)
+    q = torch.cat([x_te[:100], lam * x_te[i] + (1 - lam) * x_te[j]])
+    fast, exact = density.log_prob(q), search.log_prob(q)
+    assert (fast.argmax(1) == exact.argmax(1)).double().mean() >= 0.99
+    tv = 0.5 * (fast.softmax(1) - exact.softmax(1)).abs().sum(1)
+    assert tv.mean() < 0.02
+    # a state fitted without an encoder cannot be scored by one
+    bare = GANDensity(**{**TINY["gan"], "inversion": "search"}).fit(*small_data())
+    wants = GANDensity(**TINY["gan"])
+    wants.load_state_dict(bare.state_dict())
+    with pytest.raises(ValueError, match="without an inversion encoder"):
+        wants.log_prob(torch.zeros(2, 2))

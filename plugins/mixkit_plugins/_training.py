@@ -247,9 +247,19 @@ def fit_minibatch(
 
 
 def floor_scores(out: Tensor) -> Tensor:
-    """Replace NaN / -inf / +inf by the dtype's finite extremes (the last guard of a score)."""
-    finfo = torch.finfo(out.dtype)
-    return torch.nan_to_num(out, nan=finfo.min, neginf=finfo.min, posinf=finfo.max)
+    """The last guard of a score: NaN becomes -inf ("cannot say"), +inf the largest finite value.
+
+    A score too negative for its dtype stays -inf rather than being floored to the dtype's
+    lowest value: flooring every class there gave a uniform label, a confident wrong answer,
+    where GenLabel should fall back.
+    """
+    return torch.nan_to_num(out, nan=-math.inf, neginf=-math.inf, posinf=torch.finfo(out.dtype).max)
+
+
+def score_dtype(x: Tensor) -> torch.dtype:
+    """The dtype a score of ``x`` is returned in: ``x``'s, at least float32 (half precision
+    overflows at 65504, which is an ordinary log-density far from the data)."""
+    return torch.promote_types(x.dtype, torch.float32)
 
 
 def mlp(inputs: int, outputs: int, hidden: int, layers: int, act: type[nn.Module] = nn.SiLU) -> nn.Sequential:
@@ -288,12 +298,49 @@ class NeuralDensity(Density):
     network_attr = "net"
     fitted_seed: int | None = None
 
+    def __init__(self, num_classes: int | None = None) -> None:
+        super().__init__(num_classes)
+        self._num_classes_arg = self.num_classes  # None: inferred again at every fit
+
+    def fit(self, x: Tensor, y: Tensor) -> NeuralDensity:
+        """Fit on ``x`` ``(N, d)`` and ``y`` ``(N,)``; a refit may see another class count (unless
+        ``num_classes`` was given), and ``x`` is detached: no autograd graph is stored."""
+        self.num_classes = self._num_classes_arg
+        if torch.is_tensor(x):
+            x = x.detach()
+        return super().fit(x, y)
+
     def _make_network(self, dim: int, num_classes: int, seed: int) -> nn.Module:
         raise NotImplementedError
 
     def _config(self) -> dict[str, Any]:
         arch = {name: getattr(self, name) for name in self.architecture}
-        return {**super()._config(), **arch, "fitted_seed": self.fitted_seed}
+        return {**super()._config(), **arch, "fitted_seed": self.fitted_seed,
+                "density": type(self).__name__}
+
+    def _check_state(self, config: Any) -> None:
+        kind = config.get("density") if isinstance(config, dict) else None
+        if kind != type(self).__name__:
+            found = f"a {kind} state" if kind else "a state that names no density class"
+            raise ValueError(
+                f"cannot load {found} into a {type(self).__name__}: load it into the density "
+                "class that saved it"
+            )
+        for name in self.architecture:
+            if name in config and config[name] != getattr(self, name):
+                raise ValueError(
+                    f"state was saved with {name}={config[name]!r} but this density has "
+                    f"{name}={getattr(self, name)!r}; construct it with the same arguments"
+                )
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self._check_state(state)
+        super().set_extra_state(state)
+
+    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False):
+        if strict or "_extra_state" in state_dict:
+            self._check_state(state_dict.get("_extra_state"))  # before any buffer is touched
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def _build(self, config: dict[str, Any]) -> None:
         for name in self.architecture:

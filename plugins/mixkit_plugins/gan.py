@@ -20,9 +20,13 @@ from mixkit import hookimpl
 from mixkit_plugins import _training as T
 
 NORMS = {"l1": 1.0, "l2": 2.0, "linf": math.inf}
-_ARCH = ("z_dim", "hidden", "num_layers")
+# what the fitted weights depend on: a state loads only into an instance with the same values
+_ARCH = ("z_dim", "hidden", "num_layers", "norm")
+INVERSIONS = ("encoder", "search")
 #: automatic temperature: this share of the mean distance of a point to its class mean
 _AUTO_TEMPERATURE = 0.25
+#: the encoder sees standardized inputs clipped to this many standard deviations
+_ENCODER_CLIP = 20.0
 
 
 class _Generator(nn.Module):
@@ -75,6 +79,20 @@ class _LeakyReLU(nn.LeakyReLU):
         super().__init__(0.2)
 
 
+class _Encoder(nn.Module):
+    """The amortised inversion ``z = E(u, c)``: an MLP on ``[u, onehot(c)]`` (standardized ``u``,
+    clipped: far points get a latent of the clip's edge, which the bank candidate backs up)."""
+
+    def __init__(self, dim: int, num_classes: int, z_dim: int, hidden: int, num_layers: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.net = T.mlp(dim + num_classes, z_dim, hidden, num_layers)
+
+    def forward(self, u: Tensor, c: Tensor) -> Tensor:
+        onehot = F.one_hot(c, self.num_classes).to(u.dtype)
+        return self.net(torch.cat([u.clamp(-_ENCODER_CLIP, _ENCODER_CLIP), onehot], 1))
+
+
 class GANDensity(T.NeuralDensity):
     """Class-conditional GAN: log p_c(x) ~ -d(x, M_c)/T, the distance to the generator's manifold.
 
@@ -95,19 +113,32 @@ class GANDensity(T.NeuralDensity):
     optimum. Scores are differentiable in ``x`` (envelope theorem: the
     gradient at the optimal ``z*``).
 
-    Inversion, for all samples, classes and restarts at once (one tensor of
-    shape ``(B*K*R, z_dim)``, in chunks of bounded memory): a bank of
-    ``bank_size`` latents drawn at fit time is pushed through ``G`` for every
-    class; the ``R = restarts`` bank latents with the best objective for each
-    (sample, class) start ``inversion_steps`` steps of Adam on ``z``; the best
-    objective seen (bank included) is kept. Gradient descent alone only finds
-    a local minimum; starting from the nearest generated points makes the
-    result at least as good as a nearest-neighbour search over the bank and
-    deterministic (no random draws at scoring time: repeated calls agree).
-    ``inversion_steps=0`` scores by the bank alone: with ``latent_prior=0``
-    that is literally the paper's dominant term over ``n = bank_size`` prior
-    draws, ``max_i -d(x, G(w_i, c)) / T`` (and cheaper: scoring cost grows with
-    ``B * K * restarts * inversion_steps``).
+    Inversion (``inversion``), for all samples and classes at once (chunks
+    of bounded memory). A bank of ``bank_size`` latents is drawn at fit time
+    and pushed through ``G`` for every class once (the buffer ``bank_x``, so
+    a call never regenerates it).
+
+    * ``"encoder"`` (default): an amortised inverse ``z = E(x, c)``, a small
+      MLP trained at fit, after the GAN, for ``encoder_steps`` Adam steps to
+      minimise the same objective on training points and mixup points of
+      random pairs (the queries GenLabel asks about) for every class. A call
+      evaluates the objective at ``E(x, c)`` and at the best bank latent,
+      keeps the better, then runs ``refine_steps`` Adam steps on ``z``
+      (default 0). At B = 128, K = 10, d = 20 this costs about 13 ms (the
+      search below: 1.5 s) and agrees with the search on the top class of
+      99.4% or more of mixed points (figures under Args).
+    * ``"search"``: the exact multi-restart search: the ``R = restarts``
+      bank latents with the best objective for each (sample, class) start
+      ``inversion_steps`` steps of Adam on ``z``; the best objective seen
+      (bank included) is kept. Gradient descent alone only finds a local
+      minimum; starting from the nearest generated points makes the result at
+      least as good as a nearest-neighbour search over the bank.
+
+    Both are deterministic (no random draws at scoring time: repeated calls
+    agree) and never worse than the nearest bank point.
+    ``inversion="search", inversion_steps=0`` scores by the bank alone: with
+    ``latent_prior=0`` that is literally the paper's dominant term over
+    ``n = bank_size`` prior draws, ``max_i -d(x, G(w_i, c)) / T``.
 
     Model and training, in standardized coordinates (buffers ``x_mean``,
     ``x_std``; distances are measured in the input's own units):
@@ -136,7 +167,16 @@ class GANDensity(T.NeuralDensity):
             (stored in the buffer ``temperature_``).
         latent_prior: weight of ``||z||^2 / 2`` (see above); 0 for the plain
             distance.
-        restarts, bank_size, inversion_steps, inversion_lr: the inversion.
+        inversion: ``"encoder"`` or ``"search"`` (see above).
+        encoder_steps, encoder_lr, refine_steps: training steps of the encoder and
+            its Adam learning rate (decaying linearly to 0); Adam steps on ``z``
+            after it at every call. At B = 128, K = 10, d = 20 (10 Gaussian blobs,
+            ``benchmarks/kde_floor.py --gan``) the defaults measured 13 ms per call
+            against 1.5 s for the search, top-1 agreement 99.4-99.8% and a mean
+            total variation of 0.01-0.025 from it; ``refine_steps=5``: 64 ms,
+            100%, 0.003.
+        restarts, bank_size, inversion_steps, inversion_lr: the search (and
+            ``inversion_lr`` the refinement).
         seed: seeds initialisation, training draws and the bank; ``None``
             draws one from torch's global RNG at fit time.
         progress: show a tqdm bar while fitting; ``None``: only on a terminal.
@@ -165,6 +205,10 @@ class GANDensity(T.NeuralDensity):
         bank_size: int = 1024,
         inversion_steps: int = 50,
         inversion_lr: float = 0.05,
+        inversion: str = "encoder",
+        encoder_steps: int = 500,
+        encoder_lr: float = 1e-2,
+        refine_steps: int = 0,
         seed: int | None = None,
         progress: bool | None = None,
         num_classes: int | None = None,
@@ -172,18 +216,20 @@ class GANDensity(T.NeuralDensity):
         super().__init__(num_classes)
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {tuple(NORMS)}, got {norm!r}")
+        if inversion not in INVERSIONS:
+            raise ValueError(f"inversion must be one of {INVERSIONS}, got {inversion!r}")
         T.check_positive(
             hidden=hidden, num_layers=num_layers, steps=steps, batch_size=batch_size, lr=lr,
-            restarts=restarts, bank_size=bank_size, inversion_lr=inversion_lr,
+            restarts=restarts, bank_size=bank_size, inversion_lr=inversion_lr, encoder_lr=encoder_lr,
         )
         if z_dim is not None:
             T.check_positive(z_dim=z_dim)
         if temperature is not None:
             T.check_positive(temperature=temperature)
-        if r1 < 0 or latent_prior < 0 or inversion_steps < 0:
+        if r1 < 0 or latent_prior < 0 or min(inversion_steps, encoder_steps, refine_steps) < 0:
             raise ValueError(
-                f"r1, latent_prior and inversion_steps must be >= 0, got {r1}, {latent_prior}, "
-                f"{inversion_steps}"
+                f"r1, latent_prior, inversion_steps, encoder_steps and refine_steps must be >= 0, "
+                f"got {r1}, {latent_prior}, {inversion_steps}, {encoder_steps}, {refine_steps}"
             )
         if restarts > bank_size:
             raise ValueError(f"restarts ({restarts}) cannot exceed bank_size ({bank_size})")
@@ -204,17 +250,32 @@ class GANDensity(T.NeuralDensity):
         self.bank_size = int(bank_size)
         self.inversion_steps = int(inversion_steps)
         self.inversion_lr = float(inversion_lr)
+        self.inversion = inversion
+        self.encoder_steps = int(encoder_steps)
+        self.encoder_lr = float(encoder_lr)
+        self.refine_steps = int(refine_steps)
         self.seed = seed
         self.progress = progress
         self.fitted_seed: int | None = None
         self.history: dict[str, Any] = {}
         self.net: _Generator | None = None
+        self.encoder: _Encoder | None = None
 
     def extra_repr(self) -> str:
         return (
             f"z_dim={self.z_dim}, hidden={self.hidden}, num_layers={self.num_layers}, "
             f"norm={self.norm!r}, latent_prior={self.latent_prior}, " + super().extra_repr()
         )
+
+    def _config(self) -> dict[str, Any]:
+        return {**super()._config(), "encoder": self.encoder is not None}
+
+    def _build(self, config: dict[str, Any]) -> None:
+        super()._build(config)
+        self.encoder = None
+        if config.get("fitted") and config.get("encoder"):
+            encoder = self._make_encoder(self.dim, self.num_classes, 0)
+            self.encoder = T.freeze(encoder.to(T.buffer_device(self) or "cpu"))
 
     def _z_dim(self, dim: int) -> int:
         return self.z_dim if self.z_dim is not None else min(dim, 32)
@@ -228,7 +289,7 @@ class GANDensity(T.NeuralDensity):
     def _fit(self, x: Tensor, y: Tensor) -> None:
         seed = T.resolve_seed(self.seed)
         k, d = self.num_classes, x.shape[1]
-        x = x.float()
+        x = x.detach().float()
         mean, std = T.standardization(x)
         self.register_buffer("x_mean", mean)
         self.register_buffer("x_std", std)
@@ -248,7 +309,52 @@ class GANDensity(T.NeuralDensity):
         else:
             temp = self.temperature
         self.register_buffer("temperature_", torch.tensor(temp, dtype=torch.float32, device=x.device))
+        self._cache_bank()
+        self.encoder = None
+        if self.inversion == "encoder":
+            encoder = self._make_encoder(d, k, seed + 3).to(x.device)
+            self.history["encoder_loss"] = self._train_encoder(encoder, x, T.make_generator(seed + 4))
+            self.encoder = T.freeze(encoder)
         self.fitted_seed = seed
+
+    def _make_encoder(self, dim: int, num_classes: int, seed: int) -> _Encoder:
+        with T.seeded_init(seed):
+            return _Encoder(dim, num_classes, self._z_dim(dim), self.hidden, self.num_layers)
+
+    @torch.no_grad()
+    def _cache_bank(self) -> None:
+        """``G(bank_z, c)`` for every class, in input units: ``(K, bank_size, d)``."""
+        k, m = self.num_classes, self.bank_z.shape[0]
+        classes = torch.arange(k, device=self.bank_z.device).repeat_interleave(m)
+        bank_x = self.net(self.bank_z.repeat(k, 1), classes) * self.x_std + self.x_mean
+        self.register_buffer("bank_x", bank_x.view(k, m, -1))
+
+    def _train_encoder(self, encoder: _Encoder, x: Tensor, rng: torch.Generator) -> list[float]:
+        """Fit ``E`` to minimise the inversion objective on training points and mixup points of
+        random pairs, each against every class (the rows GenLabel scores)."""
+        k, n = self.num_classes, x.shape[0]
+        bs = max(1, min(self.batch_size, 2 * n) // 2)
+        opt = torch.optim.Adam(encoder.parameters(), lr=self.encoder_lr)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1 - step / self.encoder_steps)
+        temp = self.temperature_
+        classes = torch.arange(k, device=x.device).repeat(2 * bs)
+        losses: list[float] = []
+        encoder.train()
+        for step in range(self.encoder_steps):
+            i, j = torch.randint(0, n, (2, bs), generator=rng).to(x.device)
+            lam = torch.rand(bs, 1, generator=rng).to(x)
+            queries = torch.cat([x[i], torch.lerp(x[j], x[i], lam)])  # (2 bs, d)
+            rows = queries.repeat_interleave(k, 0)
+            z = encoder((rows - self.x_mean) / self.x_std, classes)
+            loss = self._objective(rows, z, classes, temp)[0].mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if step % 50 == 0 or step == self.encoder_steps - 1:
+                losses.append(float(loss.detach()))
+        encoder.eval()
+        return losses
 
     def _class_means(self, x: Tensor, y: Tensor) -> Tensor:
         onehot = F.one_hot(y, self.num_classes).to(x.dtype)
@@ -342,65 +448,97 @@ class GANDensity(T.NeuralDensity):
         return dist / temp + 0.5 * self.latent_prior * z.square().sum(-1), dist
 
     def _invert(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        k, r = self.num_classes, self.restarts
-        gen, temp = self.net, self.temperature_
-        params_dtype = self.x_mean.dtype
-        with torch.inference_mode(False), torch.no_grad():
-            bank_z = self.bank_z.clone()
-            m = bank_z.shape[0]
-            classes = torch.arange(k, device=bank_z.device).repeat_interleave(m)
-            bank_x = gen(bank_z.repeat(k, 1), classes) * self.x_std + self.x_mean
-            bank_x = bank_x.view(k, m, -1)
-            bank_prior = 0.5 * self.latent_prior * bank_z.square().sum(-1)
+        if self.inversion == "encoder" and self.encoder is None:
+            raise ValueError(
+                "this GAN was fitted (or loaded) without an inversion encoder; construct it with "
+                "inversion='search', or refit it with inversion='encoder'"
+            )
+        k, r, m = self.num_classes, self.restarts, self.bank_z.shape[0]
+        bank_prior = 0.5 * self.latent_prior * self.bank_z.square().sum(-1)
+        out_dtype = torch.promote_types(x.dtype, torch.float32)
+        xs = x.to(self.x_mean.dtype)  # the networks' dtype: half inputs are scored in float32
+        steps = self.refine_steps if self.inversion == "encoder" else self.inversion_steps
+        width = 1 if self.inversion == "encoder" else r
+        per_item = k * max(m * (self.dim + 1), width * 4 * max(self.hidden, self.dim) * max(1, steps))
         scores, dists = [], []
-        per_item = k * max(m * (self.dim + 1), r * 4 * max(self.hidden, self.dim))
         for part in T.chunks(x.shape[0], per_item):
-            score, dist = self._invert_chunk(x[part], bank_z, bank_x, bank_prior, temp, params_dtype)
+            score, dist = self._invert_chunk(xs[part], bank_prior)
             scores.append(score)
             dists.append(dist)
         score = torch.cat(scores) if len(scores) > 1 else scores[0]
         dist = torch.cat(dists) if len(dists) > 1 else dists[0]
-        return T.floor_scores(score.to(x.dtype)), dist.to(x.dtype)
+        return T.floor_scores(score.to(out_dtype)), dist.to(out_dtype)
 
-    def _invert_chunk(self, x: Tensor, bank_z: Tensor, bank_x: Tensor, bank_prior: Tensor,
-                      temp: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        k, r, q = self.num_classes, self.restarts, bank_z.shape[1]
-        b = x.shape[0]
-        with torch.inference_mode(False):
-            target = x.detach().clone().to(dtype)
-            with torch.no_grad():
-                # (K, b, M) objective of every bank point: nearest generated points start the search
-                near = torch.cdist(target.expand(k, b, -1), bank_x, p=NORMS[self.norm],
+    def _invert_chunk(self, x: Tensor, bank_prior: Tensor) -> tuple[Tensor, Tensor]:
+        k, q, b = self.num_classes, self.bank_z.shape[1], x.shape[0]
+        temp, bank_z = self.temperature_, self.bank_z
+        encoder = self.inversion == "encoder"
+        width = 1 if encoder else self.restarts
+        steps = self.refine_steps if encoder else self.inversion_steps
+        c = torch.arange(k, device=x.device).repeat_interleave(b * width)
+        with torch.inference_mode(False), torch.no_grad():
+            target = x.detach().clone()
+            rows = target.repeat(k, 1).repeat_interleave(width, 0)
+            # (K, b, M) objective of every bank point: the nearest generated points start the
+            # search. The encoder only picks one there (its objective is then recomputed
+            # exactly), so the l2 distance may come from one GEMM, |x|^2 - 2 x.g + |g|^2; the
+            # search keeps the exact difference form
+            if encoder and self.norm == "l2":
+                sq = self.bank_x.square().sum(-1)[:, None, :]  # (K, 1, M)
+                near = torch.baddbmm(sq, target.expand(k, b, -1), self.bank_x.mT, alpha=-2.0)
+                near = near.add_(target.square().sum(-1)[None, :, None]).clamp_min_(0).sqrt_()
+            else:
+                near = torch.cdist(target.expand(k, b, -1), self.bank_x, p=NORMS[self.norm],
                                    compute_mode="donot_use_mm_for_euclid_dist")
-                start = torch.topk(near / temp + bank_prior, r, dim=2, largest=False).indices
-                z = bank_z[start].reshape(k * b * r, q)  # rows ordered (class, sample, restart)
-                c = torch.arange(k, device=x.device).repeat_interleave(b * r)
-                rows = target.repeat(k, 1).repeat_interleave(r, 0)
-                best_obj, _ = self._objective(rows, z, c, temp)
-                best_z = z.clone()
-            if self.inversion_steps:
-                z = z.clone().requires_grad_(True)
-                opt = torch.optim.Adam([z], lr=self.inversion_lr)
-                with torch.enable_grad():
-                    for _ in range(self.inversion_steps):
-                        obj, _ = self._objective(rows, z, c, temp)
-                        with torch.no_grad():
-                            better = obj < best_obj
-                            best_obj = torch.where(better, obj, best_obj)
-                            best_z = torch.where(better[:, None], z, best_z)
-                        opt.zero_grad(set_to_none=True)
-                        obj.sum().backward()
-                        opt.step()
-                with torch.no_grad():
-                    obj, _ = self._objective(rows, z, c, temp)
-                    better = obj < best_obj
-                    best_z = torch.where(better[:, None], z.detach(), best_z)
-        # final value at the best latent, differentiable in x (z* held fixed)
-        rows = x.to(dtype).repeat(k, 1).repeat_interleave(r, 0)
-        obj, dist = self._objective(rows, best_z.detach(), c, temp)
-        obj, pick = obj.view(k, b, r).min(2)
-        dist = dist.view(k, b, r).gather(2, pick[..., None]).squeeze(2)
+            near = near.div_(temp).add_(bank_prior)
+            if width == 1:
+                start = near.min(2, keepdim=True).indices  # measured 3x cheaper than topk or argmin
+            else:
+                start = torch.topk(near, width, dim=2, largest=False).indices
+            z = bank_z[start].reshape(k * b * width, q)  # rows ordered (class, sample, restart)
+            xhat = self.bank_x[c, start.reshape(-1)]
+            best_obj = self._distance(rows - xhat) / temp + 0.5 * self.latent_prior * z.square().sum(-1)
+            if encoder:  # the amortised latent, kept where it beats the best bank latent
+                z_enc = self.encoder((rows - self.x_mean) / self.x_std, c)
+                xhat_enc = self.net(z_enc, c) * self.x_std + self.x_mean
+                obj_enc = (self._distance(rows - xhat_enc) / temp
+                           + 0.5 * self.latent_prior * z_enc.square().sum(-1))
+                better = obj_enc < best_obj
+                best_obj = torch.where(better, obj_enc, best_obj)
+                z = torch.where(better[:, None], z_enc, z)
+                xhat = torch.where(better[:, None], xhat_enc, xhat)
+            best_z = z.clone()
+        if steps:
+            with torch.inference_mode(False):
+                best_z = self._descend(rows.clone(), z.clone(), c, temp, best_obj, best_z, steps)
+            with torch.no_grad():
+                xhat = self.net(best_z, c) * self.x_std + self.x_mean
+        # the final value at the best latent, differentiable in x (z* and G(z*) held fixed)
+        rows = x.repeat(k, 1).repeat_interleave(width, 0)
+        dist = self._distance(rows - xhat.detach())
+        obj = dist / temp + 0.5 * self.latent_prior * best_z.detach().square().sum(-1)
+        obj, pick = obj.view(k, b, width).min(2)
+        dist = dist.view(k, b, width).gather(2, pick[..., None]).squeeze(2)
         return -obj.T, dist.T
+
+    def _descend(self, rows: Tensor, z: Tensor, c: Tensor, temp: Tensor, best_obj: Tensor,
+                 best_z: Tensor, steps: int) -> Tensor:
+        """``steps`` Adam steps on the latents; the best latent seen for every row."""
+        z = z.requires_grad_(True)
+        opt = torch.optim.Adam([z], lr=self.inversion_lr)
+        with torch.enable_grad():
+            for _ in range(steps):
+                obj, _ = self._objective(rows, z, c, temp)
+                with torch.no_grad():
+                    better = obj < best_obj
+                    best_obj = torch.where(better, obj, best_obj)
+                    best_z = torch.where(better[:, None], z, best_z)
+                opt.zero_grad(set_to_none=True)
+                obj.sum().backward()
+                opt.step()
+        with torch.no_grad():
+            obj, _ = self._objective(rows, z, c, temp)
+            return torch.where((obj < best_obj)[:, None], z.detach(), best_z)
 
     @torch.no_grad()
     def sample(self, n: int, c: int, generator: torch.Generator | None = None) -> Tensor:

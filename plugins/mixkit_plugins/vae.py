@@ -103,8 +103,9 @@ class VAEDensity(T.NeuralDensity):
     their noise). All classes are scored in one pass over ``x`` repeated ``K``
     times (in chunks of bounded memory). Far from the data the bound is hugely
     negative but finite (the encoder, a proposal only, sees inputs clipped to
-    20 standard deviations, which keeps the bound valid); values that float32
-    cannot hold are floored at its lowest finite value.
+    20 standard deviations, which keeps the bound valid); a value float32
+    cannot hold is ``-inf`` ("cannot say"), not a floored finite value.
+    Scores are returned in the query's dtype, at least float32.
 
     Args:
         latent_dim: size of ``z``; ``None`` uses the data dimension, at most 16.
@@ -199,7 +200,7 @@ class VAEDensity(T.NeuralDensity):
     def _fit(self, x: Tensor, y: Tensor) -> None:
         seed = T.resolve_seed(self.seed)
         k, d = self.num_classes, x.shape[1]
-        x = x.float()
+        x = x.detach().float()
         mean, std = T.standardization(x)
         self.register_buffer("x_mean", mean)
         self.register_buffer("x_std", std)
@@ -243,7 +244,7 @@ class VAEDensity(T.NeuralDensity):
             outs.append(self.vae.bound(ub.repeat_interleave(k, 0), ctx, eps).view(-1, k))
         out = torch.cat(outs) if len(outs) > 1 else outs[0]
         out = out - torch.log(self.x_std).sum()
-        return T.floor_scores(out.to(x.dtype))
+        return T.floor_scores(out.to(T.score_dtype(x)))
 
     @torch.no_grad()
     def sample(self, n: int, c: int, generator: torch.Generator | None = None) -> Tensor:
