@@ -27,8 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from mixkit import distributed as mkdist
 from mixkit.densities.gaussian import Gaussian
-from mixkit.latent import OnlineGenLabel
-from mixkit.mixers.manifold import ManifoldMixup
+from mixkit.nn import ManifoldMixup, OnlineGenLabel
 
 
 class TinyCNN(nn.Module):

@@ -41,8 +41,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data._utils.collate import default_collate
 
 from mixkit.collate import MixCollate, on_device
-from mixkit.latent import OnlineGenLabel
-from mixkit.mixers.manifold import ManifoldMixup
+from mixkit.nn import ManifoldMixup, OnlineGenLabel
 
 METHODS = ("vanilla", "mixup", "mixup_genlabel", "manifold_mixup", "manifold_mixup_genlabel")
 # the paper's Table 13 (clean validation): loss ratio gamma and memory ratio per method

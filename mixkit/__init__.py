@@ -1,6 +1,6 @@
 """mixkit: mixing-based data augmentation for PyTorch whose labels follow the data."""
 
-from mixkit import distributed, latent
+from mixkit import distributed, nn
 from mixkit._version import __version__
 from mixkit.baselines import ExcludeIntrusion, LogisticLabel
 from mixkit.batch import MixedBatch, to_soft_labels
@@ -9,8 +9,8 @@ from mixkit.densities import KDE, Density, Gaussian, NotFittedError, OnlineGauss
 from mixkit.genlabel import GenLabel
 from mixkit.genmix_dataset import genmix_dataset
 from mixkit.hookspecs import hookimpl
-from mixkit.latent import OnlineGenLabel, frozen_features
-from mixkit.mixers import CutMix, GenMix, ManifoldMixup, Mixer, MixParams, Mixup
+from mixkit.mixers import CutMix, GenMix, Mixer, MixParams, Mixup
+from mixkit.nn import FeatureTap, ManifoldMixup, OnlineGenLabel, frozen_features
 from mixkit.registry import (
     Component,
     PluginCollisionError,
@@ -29,6 +29,7 @@ __all__ = [
     "CutMix",
     "Density",
     "ExcludeIntrusion",
+    "FeatureTap",
     "GenLabel",
     "GenMix",
     "KDE",
@@ -54,7 +55,7 @@ __all__ = [
     "frozen_features",
     "genmix_dataset",
     "hookimpl",
-    "latent",
+    "nn",
     "on_device",
     "plugins",
     "register_plugin",

@@ -14,8 +14,7 @@ from torch import nn
 from mixkit import distributed as mkdist
 from mixkit.densities.gaussian import Gaussian
 from mixkit.densities.online import OnlineGaussian
-from mixkit.latent import OnlineGenLabel
-from mixkit.mixers.manifold import ManifoldMixup
+from mixkit.nn import ManifoldMixup, OnlineGenLabel
 
 K, D, WORLD = 3, 5, 2
 
@@ -67,16 +66,16 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         model = ManifoldMixup(Net(), num_classes=K, seed=mkdist.rank_seed(0))
         online = OnlineGenLabel(K, memory=0.8, gamma=1.0, seed=mkdist.rank_seed(0))
         for xb, yb in zip(x.float().split(20), y.split(20), strict=True):
-            logits, y_soft = online.step(model, xb, yb)
+            logits, batch = online.step(model, xb, yb, return_batch=True)
             model.zero_grad()
-            nn.functional.cross_entropy(logits, y_soft).backward()
+            nn.functional.cross_entropy(logits, batch.y).backward()
             with torch.no_grad():
                 for p in model.parameters():
                     p -= 0.1 * p.grad
         out["online"] = online.density.state_dict()
         out["relabel"] = online.posterior(torch.randn(8, 8, generator=torch.Generator()
                                                       .manual_seed(3)))
-        out["lam"] = model.last_mix.lam  # mixing stays local
+        out["lam"] = batch.lam  # mixing stays local
 
         # a density fitted on rank 0 only, broadcast to a fresh instance elsewhere
         fitted = Gaussian("full").fit(x, y) if rank == 0 else Gaussian("full")

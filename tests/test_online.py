@@ -9,8 +9,7 @@ from torch import nn
 from mixkit.batch import MixedBatch
 from mixkit.densities.gaussian import Gaussian
 from mixkit.densities.online import OnlineGaussian
-from mixkit.latent import OnlineGenLabel, frozen_bn_stats
-from mixkit.mixers.manifold import ManifoldMixup
+from mixkit.nn import ManifoldMixup, OnlineGenLabel, frozen_bn_stats
 
 K, D = 4, 6
 
@@ -181,7 +180,8 @@ def test_step_updates_with_clean_features_and_relabels_mixed(manifold):
     with torch.no_grad(), frozen_bn_stats(net):
         clean = net.pool(net.layer2(net.layer1(torch.relu(net.bn(net.conv(x)))))).flatten(1)
     rm = net.bn.running_mean.clone()
-    logits, y_soft = online.step(model, x, y)
+    logits, batch = online.step(model, x, y, return_batch=True)
+    y_soft = batch.y
     # the density saw exactly the clean features (memory 0.5 from the (0, I) start)
     ref = OnlineGaussian(K, memory=0.5).update(clean, y)
     torch.testing.assert_close(online.density.ema_means, ref.ema_means)
@@ -190,7 +190,6 @@ def test_step_updates_with_clean_features_and_relabels_mixed(manifold):
     assert logits.shape == (16, K) and logits.requires_grad and not y_soft.requires_grad
     torch.testing.assert_close(y_soft.sum(1), torch.ones(16))
     assert int((y_soft > 0).sum(1).max()) <= 2  # top-2 rule of Algorithm 3
-    batch = online.last_batch
     assert isinstance(batch, MixedBatch) and batch.x.shape == (16, 8)
     torch.testing.assert_close(y_soft, online.genlabel.posterior(batch.x)[0])
     # gamma blends with the mixing label

@@ -3,7 +3,6 @@
 from mixkit.mixers.base import Mixer, MixParams
 from mixkit.mixers.cutmix import CutMix
 from mixkit.mixers.genmix import GenMix
-from mixkit.mixers.manifold import ManifoldMixup
 from mixkit.mixers.mixup import Mixup
 
-__all__ = ["CutMix", "GenMix", "ManifoldMixup", "MixParams", "Mixer", "Mixup"]
+__all__ = ["CutMix", "GenMix", "MixParams", "Mixer", "Mixup"]
