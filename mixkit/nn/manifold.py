@@ -263,12 +263,16 @@ class ManifoldMixup(GeneratorOwner):
         p = self._pass
         target, layer, params, feats = p.target, p.layer, p.params, p.features
         p.clear()
+        if mix and params is None:
+            raise RuntimeError(
+                f"layer {target!r} was not called during the forward pass of "
+                f"{type(unwrap(self.model)).__name__}, so nothing was mixed; list only layers "
+                f"the model runs (layers={self.layers})" + self._compiled_hint())
         if self.features_layer is not None and feats is None:
             raise RuntimeError(
                 f"the forward pass did not reach the feature layer {self.features_layer!r} of "
                 f"{type(unwrap(self.model)).__name__}; pass features_layer= naming a module it "
-                "calls, or None"
-            )
+                "calls, or None" + self._compiled_hint())
         if y_soft is None:
             return feats
         dev = y_soft.device
@@ -277,8 +281,6 @@ class ManifoldMixup(GeneratorOwner):
             lam, index, y_mix, info = (torch.ones(n, device=dev), torch.arange(n, device=dev),
                                        y_soft, {"layer": None, "layer_index": -1})
         else:
-            if params is None:
-                raise RuntimeError(self._not_called(target))
             lam = params.lam.to(dev, torch.float32, non_blocking=True)
             index = params.index.to(dev, non_blocking=True)
             y_mix = self.mixer.mix_labels(y_soft, params)
@@ -290,16 +292,13 @@ class ManifoldMixup(GeneratorOwner):
             batch = self.relabel(batch)
         return batch
 
-    def _not_called(self, layer: str | None) -> str:
+    def _compiled_hint(self) -> str:
         base = unwrap(self.model)
-        msg = (f"layer {layer!r} was not called during the forward pass of "
-               f"{type(base).__name__}, so nothing was mixed; list only layers the model runs "
-               f"(layers={self.layers})")
-        if self.model is not base or getattr(base, "_compiled_call_impl", None) is not None:
-            msg += (". The model is compiled: if it was called before it was wrapped, its "
-                    "compiled graph predates the wrapper's hooks (torch.compile does not guard "
-                    "on hooks); wrap it before its first call, or call torch.compiler.reset()")
-        return msg
+        if self.model is base and getattr(base, "_compiled_call_impl", None) is None:
+            return ""
+        return (". The model is compiled: if it was called before it was wrapped, its compiled "
+                "graph predates the wrapper's hooks (torch.compile does not guard on hooks); "
+                "wrap it before its first call, or call torch.compiler.reset()")
 
     # -- forward ------------------------------------------------------------------------------
 
