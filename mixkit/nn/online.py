@@ -19,8 +19,8 @@ forward-backward step. ``update_every=n`` does that pass (and the update) only e
 ``n``-th training step and relabels the steps in between with the density as it is,
 cutting the overhead by ``1 - 1/n``. The memory ratio then applies per update: an
 EMA of ``memory`` averages about ``n / (1 - memory)`` steps instead of
-``1 / (1 - memory)``. Its effect on accuracy is measured in
-``examples/online_update_every.py``.
+``1 / (1 - memory)``. Its effect on accuracy is measured with
+``examples/train_images.py --update-every N``.
 """
 
 from __future__ import annotations
