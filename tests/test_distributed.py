@@ -82,8 +82,10 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         mkdist.broadcast_density(fitted, src=0)
         out["broadcast_log_prob"] = fitted.log_prob(probe())
         torch.save(out, Path(out_dir) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        mkdist.close_process_group(barrier=False)
+        raise
+    mkdist.close_process_group()  # barrier, then destroy: no rank leaves mid-collective
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +157,7 @@ def test_broadcast_density_from_rank0(results):
 
 
 def test_helpers_are_no_ops_without_a_process_group():
+    mkdist.close_process_group()
     assert not mkdist.is_distributed() and mkdist.get_rank() == 0 and mkdist.get_world_size() == 1
     t = torch.ones(3)
     assert mkdist.all_reduce_sum(t)[0] is t
