@@ -321,5 +321,23 @@ def test_a_layer_that_is_not_called_says_so(batch):
     # the failed pass left nothing armed: the bare model and an input mix still work
     torch.testing.assert_close(w(x), w.model(x))
     assert w(x, y, layer="input")[0].shape == (4, K)
+    # a hook that refuses its layer's output leaves nothing armed either
+    class Pair(nn.Module):
+        def forward(self, h):
+            return h, h
+
+    class Tupled(Skips):
+        def __init__(self):
+            super().__init__()
+            self.pair = Pair()
+
+        def forward(self, x):
+            return self.fc(self.pair(self.layer1(x))[0])
+
+    t = ManifoldMixup(Tupled(), num_classes=K, layers=["input", "pair"], seed=0).train()
+    with pytest.raises(TypeError, match="'pair' returned tuple"):
+        t(x, y, layer="pair")
+    assert t._pass.target is None
+    torch.testing.assert_close(t.model(x), t(x))
     with pytest.raises(ValueError, match="twice"):
         ManifoldMixup(Skips(), num_classes=K, layers=["input", "input"])

@@ -258,6 +258,10 @@ class ManifoldMixup(GeneratorOwner):
             p.features = first_tensor(output, str(self.features_layer)).flatten(1).detach()
 
     @torch.compiler.disable
+    def _abort(self) -> None:
+        self._pass.clear()
+
+    @torch.compiler.disable
     def _finish(self, y_soft: Tensor | None, labels: Tensor | None, mix: bool) -> Any:
         """Disarm the pass; the MixedBatch of a mixed pass, the features of a clean one."""
         p = self._pass
@@ -316,14 +320,22 @@ class ManifoldMixup(GeneratorOwner):
             if self.features_layer is None:
                 raise RuntimeError("features=True needs a features_layer (it is None)")
             x_in = self._begin(x, None, None, False)
-            logits = self.model(x_in)
+            try:
+                logits = self.model(x_in)
+            except BaseException:
+                self._abort()
+                raise
             return logits, self._finish(None, None, False)
         if y is None:
             return self.model(x)
         x_in, y_soft, labels = self.mixer.prepare(x, y)
         mix = self.training
         model_input = self._begin(x_in, layer, generator, mix)
-        logits = self.model(model_input)
+        try:
+            logits = self.model(model_input)
+        except BaseException:
+            self._abort()  # a failed pass leaves no layer armed for later calls of the model
+            raise
         batch = self._finish(y_soft, labels, mix)
         return logits, (batch if return_batch else batch.y)
 
