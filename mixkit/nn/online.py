@@ -163,7 +163,12 @@ class OnlineGenLabel(GeneratorOwner):
         return self._generator
 
     def get_extra_state(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(), "steps": self.steps}
+        # the generator in use, if any yet (saving must not create one: that would draw a
+        # seed from the global RNG); a fresh one from ``seed`` repeats the same stream
+        gen = self._generator
+        if gen is None and self.seed is None:
+            gen = getattr(self.mixer, "_generator", None)
+        return {"generator": None if gen is None else gen.get_state(), "steps": self.steps}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         gen_state = state.get("generator")
