@@ -19,8 +19,13 @@ forward-backward step. ``update_every=n`` does that pass (and the update) only e
 ``n``-th training step and relabels the steps in between with the density as it is,
 cutting the overhead by ``1 - 1/n``. The memory ratio then applies per update: an
 EMA of ``memory`` averages about ``n / (1 - memory)`` steps instead of
-``1 / (1 - memory)``. Its effect on accuracy is measured with
-``examples/train_images.py --update-every N``.
+``1 / (1 - memory)``. Measured (``examples/train_images.py --data digits --method
+mixup_genlabel --epochs 15 --width 0.5 --seeds 3 --update-every N``; 360 test images,
+one image is 0.28 points): test accuracy 97.50 ± 0.48 % every step, 97.96 ± 0.16 % at
+n = 2, 97.31 ± 0.42 % at n = 4, 97.96 ± 0.58 % at n = 8 (plain mixup: 97.59 ± 0.58 %),
+no difference beyond seed noise; the cost over a plain mixup step of a timm ResNet-18
+(batch 32 x 3 x 32 x 32, one CPU thread) fell from +24.6 % (every step) to +6.6 %
+(n = 4) and +4.2 % (n = 8).
 """
 
 from __future__ import annotations
