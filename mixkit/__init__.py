@@ -1,6 +1,6 @@
 """mixkit: mixing-based data augmentation for PyTorch whose labels follow the data."""
 
-from mixkit import distributed, genmix_solver, latent
+from mixkit import distributed, genmix_solver, nn
 from mixkit._version import __version__
 from mixkit.baselines import ExcludeIntrusion, LogisticLabel
 from mixkit.batch import MixedBatch, to_soft_labels
@@ -10,8 +10,8 @@ from mixkit.diagnosis import Diagnosis, diagnose
 from mixkit.genlabel import GenLabel, blend_labels
 from mixkit.genmix_dataset import genmix_dataset
 from mixkit.hookspecs import hookimpl
-from mixkit.latent import OnlineGenLabel, frozen_features
-from mixkit.mixers import CutMix, GenMix, ManifoldMixup, MixChoice, Mixer, MixParams, Mixup
+from mixkit.mixers import CutMix, GenMix, MixChoice, Mixer, MixParams, Mixup
+from mixkit.nn import FeatureGenMix, FeatureTap, ManifoldMixup, OnlineGenLabel, frozen_features
 from mixkit.registry import (
     Component,
     PluginCollisionError,
@@ -32,6 +32,8 @@ __all__ = [
     "Density",
     "Diagnosis",
     "ExcludeIntrusion",
+    "FeatureGenMix",
+    "FeatureTap",
     "GenLabel",
     "GenMix",
     "KDE",
@@ -63,7 +65,7 @@ __all__ = [
     "genmix_dataset",
     "genmix_solver",
     "hookimpl",
-    "latent",
+    "nn",
     "on_device",
     "plugins",
     "register_plugin",

@@ -7,9 +7,9 @@ from mixkit.hookspecs import hookimpl
 
 @hookimpl
 def mixkit_mixers() -> dict[str, type]:
-    from mixkit.mixers import CutMix, GenMix, ManifoldMixup, Mixup
+    from mixkit.mixers import CutMix, GenMix, Mixup
 
-    return {"mixup": Mixup, "cutmix": CutMix, "manifold_mixup": ManifoldMixup, "genmix": GenMix}
+    return {"mixup": Mixup, "cutmix": CutMix, "genmix": GenMix}
 
 
 @hookimpl

@@ -12,6 +12,9 @@ targets. Two ways keep them equal:
 * a density fitted on one rank (e.g. on the full training set, or on frozen
   features) is sent to the others with :func:`broadcast_density`.
 
+:func:`close_process_group` ends a run the same way on every rank (a barrier, then
+``destroy_process_group``), so that the job exits cleanly every time.
+
 Every function is a no-op when ``torch.distributed`` is not available, not
 initialized, or has a single rank. Collectives run on the CPU for the gloo
 backend and on the current CUDA device for NCCL; tensors come back on the
@@ -20,6 +23,7 @@ device they came from.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from typing import Any
 
@@ -30,6 +34,7 @@ from torch import Tensor, nn
 __all__ = [
     "all_reduce_sum",
     "broadcast_density",
+    "close_process_group",
     "density_checksum",
     "get_rank",
     "get_world_size",
@@ -167,3 +172,23 @@ def same_on_all_ranks(value: Tensor | float) -> bool:
     gathered = [torch.empty_like(t) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, t)
     return all(torch.equal(gathered[0], g) for g in gathered[1:])
+
+
+def close_process_group(barrier: bool = True) -> None:
+    """End this rank's part of the job cleanly: collect garbage, barrier, destroy the group.
+
+    Destroying the group while another rank is still inside a collective, or leaving the
+    group (or a ``DistributedDataParallel`` reducer that holds it, often in a reference
+    cycle) to interpreter teardown, can abort a rank at exit ("terminate called without
+    an active exception") after correct results. Call it on every rank after the last
+    collective; ``barrier=False`` on an error path, where the other ranks may never
+    arrive. A no-op without an initialized process group.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    gc.collect()  # objects that hold the group go now, not during interpreter teardown
+    try:
+        if barrier and dist.get_world_size() > 1:
+            dist.barrier()
+    finally:
+        dist.destroy_process_group()

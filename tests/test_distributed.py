@@ -14,8 +14,7 @@ from torch import nn
 from mixkit import distributed as mkdist
 from mixkit.densities.gaussian import Gaussian
 from mixkit.densities.online import OnlineGaussian
-from mixkit.latent import OnlineGenLabel
-from mixkit.mixers.manifold import ManifoldMixup
+from mixkit.nn import ManifoldMixup, OnlineGenLabel
 
 K, D, WORLD = 3, 5, 2
 
@@ -67,24 +66,26 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         model = ManifoldMixup(Net(), num_classes=K, seed=mkdist.rank_seed(0))
         online = OnlineGenLabel(K, memory=0.8, gamma=1.0, seed=mkdist.rank_seed(0))
         for xb, yb in zip(x.float().split(20), y.split(20), strict=True):
-            logits, y_soft = online.step(model, xb, yb)
+            logits, batch = online.step(model, xb, yb, return_batch=True)
             model.zero_grad()
-            nn.functional.cross_entropy(logits, y_soft).backward()
+            nn.functional.cross_entropy(logits, batch.y).backward()
             with torch.no_grad():
                 for p in model.parameters():
                     p -= 0.1 * p.grad
         out["online"] = online.density.state_dict()
         out["relabel"] = online.posterior(torch.randn(8, 8, generator=torch.Generator()
                                                       .manual_seed(3)))
-        out["lam"] = model.last_mix.lam  # mixing stays local
+        out["lam"] = batch.lam  # mixing stays local
 
         # a density fitted on rank 0 only, broadcast to a fresh instance elsewhere
         fitted = Gaussian("full").fit(x, y) if rank == 0 else Gaussian("full")
         mkdist.broadcast_density(fitted, src=0)
         out["broadcast_log_prob"] = fitted.log_prob(probe())
         torch.save(out, Path(out_dir) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        mkdist.close_process_group(barrier=False)
+        raise
+    mkdist.close_process_group()  # barrier, then destroy: no rank leaves mid-collective
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +157,7 @@ def test_broadcast_density_from_rank0(results):
 
 
 def test_helpers_are_no_ops_without_a_process_group():
+    mkdist.close_process_group()
     assert not mkdist.is_distributed() and mkdist.get_rank() == 0 and mkdist.get_world_size() == 1
     t = torch.ones(3)
     assert mkdist.all_reduce_sum(t)[0] is t

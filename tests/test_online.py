@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import traceback
+
 import pytest
 import torch
 from torch import nn
@@ -9,8 +13,7 @@ from torch import nn
 from mixkit.batch import MixedBatch
 from mixkit.densities.gaussian import Gaussian
 from mixkit.densities.online import OnlineGaussian
-from mixkit.latent import OnlineGenLabel, frozen_bn_stats
-from mixkit.mixers.manifold import ManifoldMixup
+from mixkit.nn import ManifoldMixup, OnlineGenLabel, frozen_bn_stats
 
 K, D = 4, 6
 
@@ -181,7 +184,8 @@ def test_step_updates_with_clean_features_and_relabels_mixed(manifold):
     with torch.no_grad(), frozen_bn_stats(net):
         clean = net.pool(net.layer2(net.layer1(torch.relu(net.bn(net.conv(x)))))).flatten(1)
     rm = net.bn.running_mean.clone()
-    logits, y_soft = online.step(model, x, y)
+    logits, batch = online.step(model, x, y, return_batch=True)
+    y_soft = batch.y
     # the density saw exactly the clean features (memory 0.5 from the (0, I) start)
     ref = OnlineGaussian(K, memory=0.5).update(clean, y)
     torch.testing.assert_close(online.density.ema_means, ref.ema_means)
@@ -190,7 +194,6 @@ def test_step_updates_with_clean_features_and_relabels_mixed(manifold):
     assert logits.shape == (16, K) and logits.requires_grad and not y_soft.requires_grad
     torch.testing.assert_close(y_soft.sum(1), torch.ones(16))
     assert int((y_soft > 0).sum(1).max()) <= 2  # top-2 rule of Algorithm 3
-    batch = online.last_batch
     assert isinstance(batch, MixedBatch) and batch.x.shape == (16, 8)
     torch.testing.assert_close(y_soft, online.genlabel.posterior(batch.x)[0])
     # gamma blends with the mixing label
@@ -245,6 +248,101 @@ def test_checkpoint_resume_gives_the_same_next_relabel(tmp_path, manifold):
     _, got = online2.step(model2, x, y)
     assert torch.equal(got, expected)
     assert torch.equal(online2.density.ema_means, online.density.ema_means)
+
+
+def test_is_a_module_whose_density_is_a_submodule():
+    online = OnlineGenLabel(K, memory=0.9)
+    assert isinstance(online, nn.Module) and dict(online.named_children())["density"] is \
+        online.density
+    holder = nn.Module()
+    holder.online = online
+    online.update(torch.randn(8, D), torch.arange(8) % K)
+    assert "online.density.ema_means" in holder.state_dict()
+    with pytest.raises(ValueError, match="update_every"):
+        OnlineGenLabel(K, update_every=0)
+    with pytest.raises(ValueError, match="clean_pass"):
+        OnlineGenLabel(K, clean_pass="test")
+    # a mixer instance is used, not changed: the seed gives OnlineGenLabel its own stream
+    from mixkit.mixers.mixup import Mixup
+
+    mine = Mixup(1.0, num_classes=K, seed=5)
+    OnlineGenLabel(K, mixer=mine, seed=7).step(TinyNet(), *image_batch())
+    assert mine.seed == 5 and mine._generator is None
+
+
+@pytest.mark.parametrize("manifold", [False, True])
+def test_update_every_n_steps_skips_the_clean_pass_in_between(manifold):
+    torch.manual_seed(0)
+    net = TinyNet().train()
+    model = ManifoldMixup(net, num_classes=K, seed=1) if manifold else net
+    online = OnlineGenLabel(K, memory=0.5, seed=1, update_every=3)
+    calls = []
+    handle = net.register_forward_pre_hook(lambda m, a: calls.append(torch.is_grad_enabled()))
+    steps = []
+    for s in range(7):
+        before = len(calls)
+        ema = online.density.ema_means.clone() if online.density.fitted else None
+        logits, batch = online.step(model, *image_batch(seed=s), return_batch=True)
+        steps.append(calls[before:])
+        assert torch.isfinite(batch.y).all()
+        if s % 3:  # relabeled with the density as it was
+            assert torch.equal(online.density.ema_means, ema)
+    handle.remove()
+    # a clean pass without gradients on steps 0, 3, 6, then the mixed pass with them
+    assert steps == [[False, True] if s % 3 == 0 else [True] for s in range(7)]
+    assert int(online.density.steps) == 3 and online.steps == 7
+
+
+@contextlib.contextmanager
+def tensor_reads():
+    """Count reads of tensor values on the host (.item(), bool(), int(), float(), ...) by the
+    mixkit function that made them: on an accelerator each one is a host-device sync."""
+    hits: collections.Counter = collections.Counter()
+    names = ("item", "__bool__", "__int__", "__float__", "__index__", "tolist")
+    saved = {n: getattr(torch.Tensor, n) for n in names}
+
+    def counting(original):
+        def read(self, *args, **kwargs):
+            frames = [f for f in traceback.extract_stack()[:-1] if "/mixkit/" in f.filename]
+            if frames:
+                hits[(frames[-1].filename.split("/mixkit/")[1], frames[-1].name)] += 1
+            return original(self, *args, **kwargs)
+        return read
+
+    for n, f in saved.items():
+        setattr(torch.Tensor, n, counting(f))
+    try:
+        yield hits
+    finally:
+        for n, f in saved.items():
+            setattr(torch.Tensor, n, f)
+
+
+# reads of the CPU generator's draws (a few numbers that never live on the device): not syncs
+CPU_DRAWS = {("random.py", "sample_beta"), ("mixers/mixup.py", "mix_inputs"),
+             ("nn/manifold.py", "_begin")}
+# OnlineGaussian.update's input checks (finite features, ids in range): 3 device syncs
+UPDATE_CHECKS = {("_validation.py", "check_finite"), ("_validation.py", "check_id_range")}
+
+
+@pytest.mark.parametrize("manifold", [False, True])
+def test_step_reads_no_device_value_outside_the_density_update(manifold):
+    torch.manual_seed(0)
+    net = TinyNet().train()
+    # validate=False: what runs on an accelerator (value checks are off there by default)
+    model = ManifoldMixup(net, num_classes=K, seed=1, validate=False) if manifold else net
+    online = OnlineGenLabel(K, memory=0.9, seed=1, update_every=2, validate=False)
+    x, y = image_batch()
+    online.step(model, x, y)  # the first step allocates the statistics
+    with tensor_reads() as update_step:
+        online.step(model, x, y)
+        online.step(model, x, y)  # step 2: an update step
+    with tensor_reads() as plain_step:
+        online.step(model, x, y)  # step 3: no update
+    assert set(plain_step) <= CPU_DRAWS, plain_step
+    assert set(update_step) <= CPU_DRAWS | UPDATE_CHECKS, update_step
+    assert sum(v for k, v in update_step.items() if k in UPDATE_CHECKS) <= 3
+    assert not any(f.startswith("nn/") and (f, n) not in CPU_DRAWS for f, n in update_step)
 
 
 @pytest.mark.cuda

@@ -4,7 +4,6 @@ from mixkit.mixers.base import Mixer, MixParams
 from mixkit.mixers.composite import MixChoice
 from mixkit.mixers.cutmix import CutMix
 from mixkit.mixers.genmix import GenMix
-from mixkit.mixers.manifold import ManifoldMixup
 from mixkit.mixers.mixup import Mixup
 
-__all__ = ["CutMix", "GenMix", "ManifoldMixup", "MixChoice", "MixParams", "Mixer", "Mixup"]
+__all__ = ["CutMix", "GenMix", "MixChoice", "MixParams", "Mixer", "Mixup"]
