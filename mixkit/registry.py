@@ -144,7 +144,7 @@ def _normalize(name: str) -> str:
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, SystemExit):
         return f"SystemExit({exc.code!r}): the plugin called sys.exit()"
-    return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"  # one line, for `mixkit list`
 
 
 def parse_load_plugins(value: str | None) -> frozenset[str] | None:
