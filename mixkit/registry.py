@@ -182,6 +182,7 @@ class Registry:
         self._extras: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._load_errors: dict[str, PluginInfo] = {}  # plugins that never got registered
         self._hook_errors: dict[str, str] = {}  # registered plugins dropped when collecting
+        self._collisions: set[str] = set()  # those of them dropped for a name already taken
         self._unavailable: dict[tuple[str, str], str] = {}  # (kind, name) -> why it is missing
         self._components: dict[str, dict[str, Component]] | None = None
         self._loaded = False
@@ -260,7 +261,7 @@ class Registry:
             if error is not None:
                 self._load_errors.setdefault(ep.name, PluginInfo(ep.name, source, error))
         for key, name in (wanted or {}).items():
-            if key not in seen:
+            if key not in seen and not self._pm.has_plugin(name):  # a default plugin always loads
                 self._load_errors[name] = PluginInfo(
                     name,
                     f"{LOAD_PLUGINS_ENV}",
@@ -327,7 +328,7 @@ class Registry:
             if name in self._hook_errors:
                 error = self._hook_errors[name]
                 self._drop(name)
-                cls = PluginCollisionError if "already registered by plugin" in error else PluginError
+                cls = PluginCollisionError if name in self._collisions else PluginError
                 raise cls(f"cannot register plugin {name!r}: {error}")
             return name
 
@@ -400,6 +401,7 @@ class Registry:
     def _collect(self) -> dict[str, dict[str, Component]]:
         found: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
         self._hook_errors = {}
+        self._collisions = set()
         self._unavailable = {}
         for name in self._order:  # load order: built-ins first, so they win every collision
             seen: list[tuple[str, str]] = []
@@ -414,6 +416,7 @@ class Registry:
             if taken:
                 kind, n = taken[0]
                 owner = found[kind][n].plugin
+                self._collisions.add(name)
                 self._hook_errors[name] = (
                     f"{kind} {n!r} is already registered by plugin {owner!r}; plugin {name!r} was not "
                     f"loaded: uninstall one of them, or choose another name"
@@ -431,6 +434,10 @@ class Registry:
     # -- lookup ---------------------------------------------------------------------------------
 
     def get(self, kind: str, name: str) -> Component:
+        with self._lock:
+            return self._get(kind, name)
+
+    def _get(self, kind: str, name: str) -> Component:
         table = self.components()[kind]
         if name in table:
             return table[name]
