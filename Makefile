@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make demo   create .venv, install mixkit, run the demo (no download)
 #   make test   create .venv, install everything, run the test suite
+# One distribution: `pip install -e ".[all]"` brings mixkit and its first-party plugins.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,9 +9,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench clean
 
-$(STAMP): pyproject.toml plugins/pyproject.toml
+$(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[all]" -e ./plugins
+	@# the plugins were once a second distribution (mixkit-plugins): drop it from old venvs
+	$(BIN)/python -m pip uninstall --quiet --yes mixkit-plugins 2>/dev/null || true
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[all]"
 	touch $(STAMP)
 
 demo: $(STAMP)

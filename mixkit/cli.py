@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import os
 from collections.abc import Sequence
 
 from mixkit._version import __version__
@@ -11,25 +11,28 @@ from mixkit.diagnosis.cli import add_arguments as add_diagnose_arguments
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from mixkit.registry import PluginCollisionError, available, plugins
+    from mixkit.registry import LOAD_PLUGINS_ENV, available, parse_load_plugins, plugins
 
-    status = 0
-    try:
-        table = available()
-    except PluginCollisionError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        table, status = {}, 1
+    table = available()  # a broken plugin is dropped and listed below, never raised here
     for kind, title in (("mixer", "mixers"), ("density", "densities")):
         print(f"{title}:")
         for comp in table.get(kind, {}).values():
-            print(f"  {comp.name:<16} {comp.description}  [{comp.plugin}]")
+            line = f"  {comp.name:<16} {comp.description}  [{comp.plugin}]"
+            hint = comp.install_hint
+            if hint:
+                line += f"  needs the {comp.extra!r} extra: {hint}"
+            print(line)
     print("plugins:")
     for info in plugins():
         if info.error:
             print(f"  {info.name:<16} FAILED to load ({info.source}): {info.error}")
         else:
             print(f"  {info.name:<16} {info.source}")
-    return status
+    selected = parse_load_plugins(os.environ.get(LOAD_PLUGINS_ENV))
+    if selected is not None:
+        chosen = ", ".join(sorted(selected)) or "none"
+        print(f"third-party plugins loaded: {chosen} (set by {LOAD_PLUGINS_ENV})")
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

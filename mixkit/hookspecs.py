@@ -2,11 +2,15 @@
 
 A plugin is any module or object with functions decorated by
 :data:`mixkit.hookimpl`. Third-party plugins are found through the ``mixkit``
-entry-point group; mixkit's own mixers and densities are registered through the
-same hooks (see :mod:`mixkit.builtin_plugin`), so nothing built in is special.
+entry-point group (``MIXKIT_LOAD_PLUGINS`` selects them); mixkit's own mixers and
+densities (``mixkit.builtin_plugin``, and ``mixkit_plugins.flow``/``vae``/``gan``)
+are the registry's ``DEFAULT_PLUGINS`` and use the same hooks, so nothing built in
+is special.
 
-Each hook returns a mapping ``name -> class``. The first line of the class
-docstring is the one-line description shown by ``mixkit list``.
+Each hook takes no argument and returns a mapping ``{name: class}`` (non-empty
+string names, classes as values). The first line of the class docstring is the
+one-line description shown by ``mixkit list``. A hook that raises or returns
+anything else drops its plugin, which ``mixkit list`` then reports.
 """
 
 from __future__ import annotations
