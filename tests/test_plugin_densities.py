@@ -388,14 +388,14 @@ def test_state_of_another_density_class_fails_at_load(name):
     x, y = small_data()
     kde_state = mixkit.KDE(bandwidth=0.5).fit(x, y).state_dict()
     target = CLASSES[name](**TINY[name])
-    with pytest.raises(ValueError, match="cannot load a KDE state"):
+    with pytest.raises(ValueError, match="saved by a KDE density"):
         target.load_state_dict(kde_state)
     assert not target.fitted and "points" not in dict(target.named_buffers())
     other = next(n for n in NAMES if n != name)
     state = CLASSES[other](**TINY[other]).fit(x, y).state_dict()
-    with pytest.raises(ValueError, match=f"cannot load a {CLASSES[other].__name__} state"):
+    with pytest.raises(ValueError, match=f"saved by a {CLASSES[other].__name__} density"):
         target.load_state_dict(state)
-    with pytest.raises(ValueError, match=f"cannot load a {CLASSES[other].__name__} state into a KDE"):
+    with pytest.raises(ValueError, match=f"saved by a {CLASSES[other].__name__} density and cannot be loaded into a KDE"):
         mixkit.KDE().load_state_dict(state)
 
 

@@ -323,8 +323,13 @@ class Density(nn.Module):
         if self._extra_done:  # already applied before the buffers were loaded
             self._extra_done = False
             return
-        saved_by = state.get("density")
-        if saved_by is not None and saved_by != type(self).__name__:
+        saved_by = state.get("density") if isinstance(state, dict) else None
+        if saved_by is None:
+            raise ValueError(
+                f"this state dict names no density class, so it cannot be loaded into a {type(self).__name__}; "
+                "load a state saved by `density.state_dict()` of the same class"
+            )
+        if saved_by != type(self).__name__:
             raise ValueError(
                 f"this state dict was saved by a {saved_by} density and cannot be loaded into a "
                 f"{type(self).__name__}; build a {saved_by} with the same arguments to load it"
@@ -348,6 +353,10 @@ class Density(nn.Module):
         if extra is not None:
             self.set_extra_state(extra)
             self._extra_done = True
+            if strict:  # buffers of an earlier fit that the loaded state does not have (another kernel...)
+                for name in [n for n in self._buffers if n not in self._non_persistent_buffers_set]:
+                    if prefix + name not in state_dict:
+                        del self._buffers[name]
         device = next((b.device for b in self.buffers()), None)
         for key, value in state_dict.items():
             if not key.startswith(prefix):

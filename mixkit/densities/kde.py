@@ -411,14 +411,9 @@ class KDE(Density):
     def _config(self) -> dict[str, Any]:
         return {
             **super()._config(),
-            "density": "KDE",
             "kernel_covariance": self.kernel_covariance,
             "bandwidth": self.bandwidth,
         }
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        _check_state_kind(state)
-        super().set_extra_state(state)
 
     def _build(self, config: dict[str, Any]) -> None:
         # the fitted buffers say everything scoring and sampling need; adopt the settings
@@ -426,22 +421,6 @@ class KDE(Density):
         self.kernel_covariance = config["kernel_covariance"]
         self.bandwidth = config["bandwidth"]
 
-    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False):
-        if strict or "_extra_state" in state_dict:
-            _check_state_kind(state_dict.get("_extra_state"))  # before anything is touched
-        for name in _FITTED_BUFFERS:  # buffers of an earlier fit that this state may not have
-            if name not in state_dict:
-                self._buffers.pop(name, None)
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
-
-
-def _check_state_kind(state: Any) -> None:
-    kind = state.get("density") if isinstance(state, dict) else None
-    if kind != "KDE":
-        found = f"a {kind} state" if kind else "a state without KDE settings"
-        raise ValueError(
-            f"cannot load {found} into a KDE: load it into the density class that saved it"
-        )
 
 
 def _chunks(k: int, n_max: int, batch: int, d: int) -> tuple[int, int]:

@@ -110,6 +110,9 @@ class OnlineGenLabel(GeneratorOwner):
             training steps (1: every step, Algorithm 3 as written; see the module
             docstring for the cheaper mode). The first step always updates.
         sync: all-reduce the statistics across ranks under ``torch.distributed``.
+        validate: value checks of the density update, the relabel and a mixer built by
+            name (see :func:`mixkit._validation.should_validate`: ``None`` checks CPU
+            batches only; ``False`` is what a GPU run gets by default).
 
     State: ``state_dict()`` holds the density's statistics (``density.*``) and, as
     extra state, the mixing generator's state and the step count, so a resumed run
@@ -134,6 +137,7 @@ class OnlineGenLabel(GeneratorOwner):
         clean_pass: str = "train",
         update_every: int = 1,
         sync: bool = True,
+        validate: bool | None = None,
         **mixer_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -142,13 +146,14 @@ class OnlineGenLabel(GeneratorOwner):
         self.update_every = check_int("update_every", update_every, 1)
         self.density = OnlineGaussian(
             self.num_classes, feature_dim, memory=memory, covariance=covariance,
-            reg_covar=reg_covar, sync=sync,
+            reg_covar=reg_covar, sync=sync, validate=validate,
         )
         self.density.register_load_state_dict_pre_hook(_make_room_for_buffers)
         self.genlabel = GenLabel(self.density, gamma=gamma, top_k=top_k, prior=prior,
-                                 temperature=temperature)
+                                 temperature=temperature, validate=validate)
         if isinstance(mixer, str):
             mixer_kwargs.setdefault("num_classes", self.num_classes)
+            mixer_kwargs.setdefault("validate", validate)
         self.mixer = resolve("mixer", mixer, Mixer, **mixer_kwargs)
         self.seed = check_int("seed", seed, allow_none=True)
         self._generator: torch.Generator | None = None

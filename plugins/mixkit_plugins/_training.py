@@ -315,32 +315,7 @@ class NeuralDensity(Density):
 
     def _config(self) -> dict[str, Any]:
         arch = {name: getattr(self, name) for name in self.architecture}
-        return {**super()._config(), **arch, "fitted_seed": self.fitted_seed,
-                "density": type(self).__name__}
-
-    def _check_state(self, config: Any) -> None:
-        kind = config.get("density") if isinstance(config, dict) else None
-        if kind != type(self).__name__:
-            found = f"a {kind} state" if kind else "a state that names no density class"
-            raise ValueError(
-                f"cannot load {found} into a {type(self).__name__}: load it into the density "
-                "class that saved it"
-            )
-        for name in self.architecture:
-            if name in config and config[name] != getattr(self, name):
-                raise ValueError(
-                    f"state was saved with {name}={config[name]!r} but this density has "
-                    f"{name}={getattr(self, name)!r}; construct it with the same arguments"
-                )
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        self._check_state(state)
-        super().set_extra_state(state)
-
-    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False):
-        if strict or "_extra_state" in state_dict:
-            self._check_state(state_dict.get("_extra_state"))  # before any buffer is touched
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        return {**super()._config(), **arch, "fitted_seed": self.fitted_seed}
 
     def _build(self, config: dict[str, Any]) -> None:
         for name in self.architecture:
