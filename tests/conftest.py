@@ -13,3 +13,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+# hypothesis profiles: `ci` (the default) keeps the property suite well under three minutes;
+# `long` is the soak run: `pytest tests/test_properties.py --hypothesis-profile=long`
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # the test extra brings hypothesis; without it only the property suite is missing
+    pass
+else:
+    settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.register_profile("long", max_examples=3000, deadline=None,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile("ci")
