@@ -36,9 +36,12 @@ from typing import Any
 
 import torch
 
-import mixkit
-from benchmarks.batched import ModelSpec, Stream, TrainConfig, TrainResult, train_batched
+from benchmarks.args import SuiteArgs
+from benchmarks.batched import ModelSpec, TrainConfig, TrainResult, train_batched
 from benchmarks.common import log, mean_std, progress
+from benchmarks.protocols import tabular as protocols
+from benchmarks.protocols.base import sibling_results
+from benchmarks.protocols.tabular import TabularProtocol
 from benchmarks.report import (
     PAPER_TABLE1,
     PAPER_TABLE2,
@@ -48,6 +51,19 @@ from benchmarks.report import (
     fmt,
     md_table,
 )
+from benchmarks.tabular import paper, report
+from benchmarks.tabular.data import (  # noqa: F401 (re-exported for the robust suite)
+    TEST_FRACTION,
+    collections,
+    dataset_keys,
+    dataset_sizes,
+    load_dataset,
+    make_density,
+    make_stream,
+    official_keys,
+    split_indices,
+)
+from benchmarks.tabular.stats import fits, shares, subsets, table3  # noqa: F401 (shares: robust)
 
 LRS = (0.1, 0.01, 0.001, 0.0001)
 GAMMAS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -62,7 +78,6 @@ METHOD_LABEL = {
 MODELS = {"logreg": (), "mlp": (128, 128)}
 #: the quick mode runs the datasets with at most this many rows (logistic regression / FC net)
 QUICK_MAX_ROWS = {"logreg": 1000, "mlp": 400}
-TEST_FRACTION = 0.2
 
 
 @dataclass
@@ -94,97 +109,11 @@ def settings_for(model: str, quick: bool, smoke: bool, seeds: int | None, device
                             device=device)
         return Settings(folds=3, epochs=40, seeds=seeds or 2, hidden=hidden, mix_pool=20_000,
                         kde_max_points=500, device=device)
-    if model == "mlp":
-        # the FC net costs ~100x logistic regression per model: a lighter grid (3 folds, 2
-        # learning rates, gamma in {0, 0.5, 1}, 30 epochs: CV picks epochs < 15 on most sets)
-        return Settings(folds=3, epochs=30, lrs=(0.01, 0.001), gammas=(0.0, 0.5, 1.0),
-                        seeds=seeds or 3, hidden=hidden, device=device)
-    return Settings(seeds=seeds or 3, hidden=hidden, device=device)
-
-
-# ------------------------------------------------------------------ datasets
-
-
-def dataset_sizes(data_dir: Path | None) -> dict[str, int]:
-    """Rows of every dataset the suite knows, by key: ``iris``, ``wine``, then every cached
-    record (OpenML id, or ``collection/name`` for the other collections)."""
-    from mixkit.datasets import list_datasets
-
-    sizes = {"iris": 150, "wine": 178}
-    for r in list_datasets(data_dir):
-        if r.get("collection") in ("", "openml") and r.get("openml_id") is not None:
-            sizes[str(r["openml_id"])] = int(r["n"])
-        else:
-            sizes[f"{r['collection']}/{r['name']}"] = int(r["n"])
-    return sizes
-
-
-def dataset_keys(data_dir: Path | None, names: Sequence[str] | None) -> list[str]:
-    """Keys of the datasets to run (all, or those in ``names``), in a fixed order."""
-    keys = list(dataset_sizes(data_dir))
-    if names:
-        wanted = [str(n) for n in names]
-        missing = [w for w in wanted if w not in keys]
-        if missing:
-            raise ValueError(f"unknown datasets {missing}; known: {keys}")
-        keys = [k for k in keys if k in wanted]
-    return keys
-
-
-def load_dataset(key: str, data_dir: Path | None) -> Any:
-    from mixkit.datasets import load_openml, load_sklearn
-
-    if key in ("iris", "wine"):
-        return load_sklearn(key)
-    return load_openml(int(key) if key.isdigit() else key, data_dir, fetch=False)
-
-
-def split_indices(y: torch.Tensor, seed: int, test_fraction: float = TEST_FRACTION,
-                  folds: int = 6) -> tuple[torch.Tensor, torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-    """Stratified train/test split and stratified k folds of the training part."""
-    import numpy as np
-    from sklearn.model_selection import StratifiedKFold, train_test_split
-
-    idx = np.arange(len(y))
-    yn = y.numpy()
-    train, test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=yn)
-    train.sort()
-    test.sort()
-    skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    fold_list = [(torch.as_tensor(train[a]), torch.as_tensor(train[b]))
-                 for a, b in skf.split(train, yn[train])]
-    return torch.as_tensor(train), torch.as_tensor(test), fold_list
-
-
-def make_density(key: str, kde_max_points: int | None = None) -> mixkit.Density:
-    if key == "kde" and kde_max_points is not None:
-        return mixkit.create_density("kde", max_points_per_class=kde_max_points)
-    return mixkit.create_density(key)
-
-
-def make_stream(x: torch.Tensor, y: torch.Tensor, train_idx: torch.Tensor,
-                eval_idx: dict[str, torch.Tensor], seed: int, densities: Sequence[str],
-                exclude: bool, failures: dict[str, str], like: Stream | None = None,
-                kde_max_points: int | None = None) -> Stream:
-    """Standardize on ``train_idx``; fit GenLabel per density and ExcludeIntrusion there
-    (or reuse those of ``like``, a stream with the same training rows)."""
-    from mixkit.datasets import standardize
-
-    if like is not None:
-        return Stream(like.x, y, train_idx, {k: (like.x[v], y[v]) for k, v in eval_idx.items()},
-                      seed, like.genlabels, like.exclude)
-    _, xs = standardize(x[train_idx], x)
-    xt, yt = xs[train_idx], y[train_idx]
-    gls: dict[str, mixkit.GenLabel] = {}
-    for key in densities:
-        if key in failures:
-            continue
-        try:
-            gls[key] = mixkit.GenLabel(make_density(key, kde_max_points), gamma=1.0).fit(xt, yt)
-        except (mixkit.UnknownComponentError, ValueError, RuntimeError) as exc:
-            failures[key] = f"{type(exc).__name__}: {exc}"
-    excl = mixkit.ExcludeIntrusion().fit(xt, yt) if exclude else None
-    return Stream(xs, y, train_idx, {k: (xs[v], y[v]) for k, v in eval_idx.items()}, seed, gls, excl)
+    p = protocols.RIGOROUS.for_model(model)  # the FC net: a lighter grid (see the protocol)
+    return Settings(folds=p["folds"], epochs=p["epochs"], lrs=tuple(p["lrs"]), gammas=tuple(p["gammas"]),
+                    seeds=seeds or p["trials"], densities=tuple(p["densities"]), batch_size=p["batch_size"],
+                    hidden=hidden, mix_pool=p["mix_pool"], kde_max_points=p["kde"]["max_points_per_class"],
+                    device=device)
 
 
 # ------------------------------------------------------------------ selection
@@ -332,9 +261,9 @@ def run_dataset(key: str, ds: Any, model: str, st: Settings, split_seed: int = 0
             acc = float(100 * (glab.density.log_prob(xte).argmax(1) == yte).float().mean())
             out["generative_classifier"] = {"mean": acc, "std": 0.0, "accs": [acc]}
     relabel = [r for st_ in stats for r in st_["relabel"]]
-    changed = {d: sum(r[d]["changed"] for r in relabel) / max(1, sum(r[d]["samples"] for r in relabel))
-               for d in dens}
-    fallback = {d: sum(r[d]["fallback"] for r in relabel) for d in dens}
+    changed = {d: sum(r[d]["changed"] for r in relabel if d in r) /
+               max(1, sum(r[d]["samples"] for r in relabel if d in r)) for d in dens}
+    fallback = {d: sum(r[d]["fallback"] for r in relabel if d in r) for d in dens}
     excluded = [v for st_ in stats for v in st_["excluded_share"]]
     return {
         "dataset": key, "name": ds.name, "openml_id": ds.openml_id, "n": len(y), "d": x.shape[1],
@@ -354,70 +283,56 @@ def run_dataset(key: str, ds: Any, model: str, st: Settings, split_seed: int = 0
 # ------------------------------------------------------------------ statistics
 
 
-def shares(rows: Sequence[dict[str, Any]], ours: str, base: str, threshold: float) -> dict[str, Any]:
-    """% of datasets where ``ours`` beats ``base`` by more than ``threshold`` points, is within
-    it, or loses by more (threshold 0: exact ties are on par)."""
-    diffs = []
-    for r in rows:
-        res = r["results"]
-        if ours in res and base in res:
-            diffs.append(res[ours]["mean"] - res[base]["mean"])
-    n = len(diffs)
-    if threshold > 0:
-        hi = sum(d > threshold for d in diffs)
-        lo = sum(d < -threshold for d in diffs)
-    else:
-        hi = sum(d > 1e-9 for d in diffs)
-        lo = sum(d < -1e-9 for d in diffs)
-    pct = (lambda c: 100.0 * c / n) if n else (lambda c: float("nan"))
-    return {"n": n, "higher": pct(hi), "on_par": pct(n - hi - lo), "lower": pct(lo),
-            "mean_diff": (sum(diffs) / n) if n else float("nan")}
-
-
-def fits(r: dict[str, Any]) -> bool:
-    """The paper's dataset filter: some generative model has > 95% training accuracy."""
-    return any(v > 95.0 for v in r["generative_train_acc"].values())
-
-
 # ------------------------------------------------------------------ suite entry point
 
 
-def run(quick: bool = False, seeds: int | None = None, out_dir: Path | None = None, smoke: bool = False,
-        data_dir: Path | None = None, datasets: Sequence[str] | None = None,
-        models: Sequence[str] | None = None, device: str = "cpu", **_: Any) -> dict[str, Any]:
+def plan_keys(args: SuiteArgs, proto: TabularProtocol, model: str) -> list[str]:
+    """The datasets a run covers: ``--datasets``, the smoke/quick subsets, or the protocol's."""
+    if args.datasets:
+        return dataset_keys(args.data_dir, args.datasets)
+    if args.smoke:
+        return ["iris", "multiclass/crabs"] if proto.name == "rigorous" else ["48", "1499"]
+    keys = official_keys(args.data_dir) if proto.datasets == "official" else list(dataset_sizes(args.data_dir))
+    if args.quick:
+        sizes = dataset_sizes(args.data_dir)
+        keys = [k for k in keys if sizes[k] <= QUICK_MAX_ROWS[model]]
+    return keys
+
+
+def run(args: SuiteArgs) -> dict[str, Any]:
     t0 = time.perf_counter()
-    models = list(models or (("logreg",) if smoke else ("logreg", "mlp")))
-    sizes = dataset_sizes(data_dir)
+    proto = protocols.get(args.protocol)
+    models = list(args.models or (("logreg",) if args.smoke else proto.models))
+    coll = collections(args.data_dir)
+    plan = [(model, k) for model in models for k in plan_keys(args, proto, model)]
+    settings = {m: settings_for(m, args.quick, args.smoke, args.seeds, args.device) for m in models}
+    if proto.name == "paper":
+        proto = paper.scaled(proto, args.quick, args.smoke, args.seeds)
     rows: list[dict[str, Any]] = []
-    plan: list[tuple[str, str]] = []
-    for model in models:
-        if datasets:
-            keys = dataset_keys(data_dir, datasets)
-        elif smoke:
-            keys = ["iris", "multiclass/crabs"]
-        elif quick:
-            keys = [k for k, n in sizes.items() if n <= QUICK_MAX_ROWS[model]]
-        else:
-            keys = list(sizes)
-        plan += [(model, k) for k in keys]
-    settings = {m: settings_for(m, quick, smoke, seeds, device) for m in models}
-    bar = progress(plan, desc="tabular datasets", leave=True)
+    bar = progress(plan, desc=f"tabular datasets ({proto.name})", leave=True)
     for model, key in bar:
         bar.set_postfix_str(f"{model} {key}")
-        ds = load_dataset(key, data_dir)
-        row = run_dataset(key, ds, model, settings[model])
+        ds = load_dataset(key, args.data_dir)
+        if proto.name == "paper":
+            row = paper.run_dataset(key, ds, proto, args.device)
+        else:
+            row = run_dataset(key, ds, model, settings[model])
+        row["collection"] = coll.get(key, "")
         rows.append(row)
         res = row["results"]
-        log(f"[tabular] {model} {key} ({row['n']}x{row['d']}, k={row['k']}): {row['wall_s']:.1f} s; "
-            + ", ".join(f"{m} {res[m]['mean']:.1f}" for m in METHODS if m in res))
+        log(f"[tabular/{proto.name}] {model} {key} ({row['n']}x{row['d']}, k={row['k']}): "
+            f"{row['wall_s']:.1f} s; " + ", ".join(f"{m} {res[m]['mean']:.1f}" for m in METHODS if m in res))
     wall = time.perf_counter() - t0
     summary = summarize(rows, models)
-    figures = []
-    if out_dir is not None and rows:
-        figures = plot_gain_histograms(rows, models, out_dir)
-    md = markdown(rows, summary, models, settings, wall, figures)
-    return {"rows": rows, "summary": summary, "settings": {m: vars(s) for m, s in settings.items()},
-            "wall_s": wall, "figures": figures, "markdown": md}
+    official = set(official_keys(args.data_dir))
+    groups = {m: {name: table3(rs) for name, rs in subsets([r for r in rows if r["model"] == m],
+                                                           official).items()} for m in models}
+    figures = plot_gain_histograms(rows, models, args.out_dir) if args.out_dir is not None and rows else []
+    payload = {"protocol": proto.settings(), "rows": rows, "summary": summary, "table3_groups": groups,
+               "settings": {m: vars(s) for m, s in settings.items()}, "wall_s": wall,
+               "figures": figures, "quick": args.quick, "smoke": args.smoke}
+    payload["markdown"] = render(payload, sibling_results(args.out_dir, proto.name))
+    return payload
 
 
 def summarize(rows: Sequence[dict[str, Any]], models: Sequence[str]) -> dict[str, Any]:
@@ -581,12 +496,15 @@ def _epoch_sensitivity(mrows: Sequence[dict[str, Any]]) -> list[str]:
             f"row moves accuracy by more than the 0.5-point threshold on most datasets.", ""]
 
 
-def render(payload: dict[str, Any]) -> str:
+def render(payload: dict[str, Any], other: dict[str, Any] | None = None) -> str:
     """The report of a finished run (``results.json``), with the current formatting."""
+    head = report.header(payload, other)
+    if payload["protocol"]["name"] == "paper":
+        return head + report.paper_body(payload)
     models = list(payload["settings"])
     settings = {m: Settings(**v) for m, v in payload["settings"].items()}
-    return markdown(payload["rows"], payload["summary"], models, settings, payload["wall_s"],
-                    payload.get("figures", []))
+    return head + markdown(payload["rows"], payload["summary"], models, settings, payload["wall_s"],
+                           payload.get("figures", [])) + "\n\n" + report.protocol_block(payload)
 
 
 def _paper_comparison(mrows: Sequence[dict[str, Any]], model: str) -> list[str]:
