@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -185,7 +184,8 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(quick: bool = False, seeds: int = 1, out_dir: Path | None = None, smoke: bool = False) -> dict:
+def run(args: Any) -> dict:  # args: benchmarks.args.SuiteArgs
+    quick, smoke = args.quick, args.smoke
     budget = 0.02 if smoke else 0.1 if quick else 0.3
     rows = mix_rows(budget)
     for k in (10, 100):
@@ -207,5 +207,7 @@ def run(quick: bool = False, seeds: int = 1, out_dir: Path | None = None, smoke:
 
 
 if __name__ == "__main__":
+    from benchmarks.args import SuiteArgs
+
     torch.set_num_threads(1)
-    print(run(quick=True)["markdown"])
+    print(run(SuiteArgs(quick=True))["markdown"])
