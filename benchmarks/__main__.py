@@ -19,7 +19,7 @@ from typing import Any
 from benchmarks import SUITES, TRAINING_SUITES
 from benchmarks.args import SuiteArgs
 from benchmarks.common import set_progress, set_threads
-from benchmarks.protocols.base import PROTOCOL_NAMES
+from benchmarks.protocols.base import PROTOCOL_NAMES, sibling_results
 from benchmarks.report import command_line, machine_info, now, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -88,7 +88,10 @@ def render_only(name: str, out_dir: Path) -> dict[str, Path]:
         raise SystemExit(f"suite {name!r} cannot re-render a report; run it again")
     payload = json.loads((out_dir / "results.json").read_text())
     result = {k: v for k, v in payload.items() if k not in ("suite", "meta")}
-    result["markdown"] = module.render(payload)
+    if name in TRAINING_SUITES:  # beside the other protocol's run, when there is one
+        result["markdown"] = module.render(payload, sibling_results(out_dir, payload["protocol"]["name"]))
+    else:
+        result["markdown"] = module.render(payload)
     return write_results(out_dir, name, result, payload["meta"])
 
 

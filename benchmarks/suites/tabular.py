@@ -27,6 +27,7 @@ training accuracy, the paper's selection rule).
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -319,6 +320,10 @@ def run(args: SuiteArgs) -> dict[str, Any]:
             row = run_dataset(key, ds, model, settings[model])
         row["collection"] = coll.get(key, "")
         rows.append(row)
+        if args.out_dir is not None:  # a long run keeps what it finished if it is stopped
+            args.out_dir.mkdir(parents=True, exist_ok=True)
+            with open(args.out_dir / "rows.partial.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
         res = row["results"]
         log(f"[tabular/{proto.name}] {model} {key} ({row['n']}x{row['d']}, k={row['k']}): "
             f"{row['wall_s']:.1f} s; " + ", ".join(f"{m} {res[m]['mean']:.1f}" for m in METHODS if m in res))
@@ -332,6 +337,8 @@ def run(args: SuiteArgs) -> dict[str, Any]:
                "settings": {m: vars(s) for m, s in settings.items()}, "wall_s": wall,
                "figures": figures, "quick": args.quick, "smoke": args.smoke}
     payload["markdown"] = render(payload, sibling_results(args.out_dir, proto.name))
+    if args.out_dir is not None:
+        (args.out_dir / "rows.partial.jsonl").unlink(missing_ok=True)
     return payload
 
 
@@ -498,6 +505,11 @@ def _epoch_sensitivity(mrows: Sequence[dict[str, Any]]) -> list[str]:
 
 def render(payload: dict[str, Any], other: dict[str, Any] | None = None) -> str:
     """The report of a finished run (``results.json``), with the current formatting."""
+    if "table3_groups" not in payload:  # a run from before the protocols: group its rows now
+        coll, official = collections(None), set(official_keys(None))
+        rows = [{**r, "collection": r.get("collection") or coll.get(r["dataset"], "")} for r in payload["rows"]]
+        payload["table3_groups"] = {m: {n: table3(rs) for n, rs in subsets(
+            [r for r in rows if r["model"] == m], official).items()} for m in payload["settings"]}
     head = report.header(payload, other)
     if payload["protocol"]["name"] == "paper":
         return head + report.paper_body(payload)
