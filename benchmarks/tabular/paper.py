@@ -130,7 +130,8 @@ def run_dataset(key: str, ds: Any, proto: TabularProtocol, device: str = "cpu",
             "generative_train_acc": gen_fit, "density_failures": failures,
             "relabel_top1_changed_share": changed, "cv_scores": cv_table,
             "models_trained": sum(st["models"] for st in stats),
-            "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "train_s": sum(st["train_s"] for st in stats),
+            "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
+            "train_s": sum(st["train_s"] for st in stats),
             "schedule_s": sum(st["schedule_s"] for st in stats),
             "relabel_s": sum(st["relabel_s"] for st in stats)}
 
