@@ -11,28 +11,34 @@ Data flow:
   and the relabelers fitted on its training rows (mixkit :class:`~mixkit.GenLabel` per
   density, :class:`~mixkit.ExcludeIntrusion`). A cross-validation fold is a stream; so is
   "full training set, seed s".
-* For each stream the whole schedule is drawn up front with mixkit: each epoch a shuffled
-  pass in batches of ``batch_size``, each batch mixed by :class:`mixkit.Mixup` (one ``lam``
-  per batch, as the paper's code) with the stream's generator. ``mix_pool`` bounds the
-  number of distinct mixed points per stream (relabeling every mixed point of 100 epochs of
-  a 4000-row dataset with a KDE costs minutes): when ``epochs * n_train`` exceeds it, the
-  first ``ceil(mix_pool / n_train)`` epochs are drawn and later epochs revisit their batches
-  in a fresh random order (a fixed augmented set of that many mixes per sample). All mixed batches of a
-  stream are concatenated into one :class:`mixkit.MixedBatch` and relabeled **once** per
-  density by mixkit's GenLabel (``gamma = 1``, so ``y`` is the generative label with
-  mixkit's fallback for dead rows) and checked once by ``ExcludeIntrusion.intrudes``.
+* For each stream the whole schedule is drawn up front from the stream's own generator:
+  each epoch a pass in batches of ``batch_size`` (shuffled, or with ``shuffle=False`` the
+  same unshuffled batches every epoch, as the official OpenML code), per batch one lam ~
+  Beta(alpha, alpha) (or one per row) and a partner permutation. All streams sharing an
+  ``x`` are mixed by **one** call of :class:`mixkit.Mixup` with those pre-drawn
+  ``MixParams``; the mixed points are relabeled by one call of each fitted mixkit
+  :class:`~mixkit.GenLabel` (``gamma = 1``: ``y`` is the generative label with mixkit's
+  fallback for dead rows; streams sharing a relabeler, e.g. every configuration of a fold,
+  are relabeled together) and checked by ``ExcludeIntrusion.intrudes``. ``mix_pool``
+  bounds the distinct mixed points per stream (relabeling every mixed point of 100 epochs
+  of a 4000-row dataset with a KDE costs minutes): when ``epochs * n_train`` exceeds it, the
+  first ``ceil(mix_pool / n_train)`` epochs are drawn and later epochs revisit their
+  batches (in a fresh order, unless batches are fixed).
 * A :class:`ModelSpec` names a stream, a method (``vanilla``, ``mixup``, ``exclude``,
   ``genlabel``), a learning rate, GenLabel's ``gamma`` and density, and an init seed. Every
   model of a stream sees the same batches, ``lam`` and partners (common random numbers:
-  cross-validation compares configurations on identical draws); its target is
+  cross-validation compares configurations on identical draws); for independent runs (the
+  paper protocol) give each configuration a stream of its own. Its target is
   ``one_hot`` (vanilla), ``y_mix`` (mixup; exclude with intruding rows weighted 0) or
   ``gamma * y_gen + (1 - gamma) * y_mix`` (GenLabel; ``gamma = 0`` is mixup).
 * The models form a grid ``(S, G)``: ``G`` models per stream (vanilla ones first, whose
   first layer reads the clean batch; the others read the mixed batch), so the first layer of
   all models of a stream is one GEMM (:class:`~benchmarks.models.BatchedMLP`). Streams with
   fewer models are padded with inert ones (learning rate 0), dropped from the results.
-* Adam (Table 11) or SGD with momentum and multi-step decay (Tables 10, 12) run batched with a
-  learning rate per model; weight decay 1e-4 is added to the gradient like ``torch.optim``.
+* Adam (Table 11) or SGD with momentum and multi-step decay (Tables 10, 12; decay at
+  fractions of the epochs or after given epochs) run batched with a learning rate per model;
+  weight decay 1e-4 is added to the gradient like ``torch.optim``; ``clip_norm`` clips each
+  model's gradient norm as ``torch.nn.utils.clip_grad_norm_`` does.
   A model whose stream has no rows in a step (streams differ in size) skips that step.
 * Accuracy on every evaluation set is recorded per model and epoch (and FGSM robust accuracy
   every ``fgsm_every`` epochs); the parameters at each model's best epoch on ``select_on``
