@@ -265,3 +265,16 @@ def test_speed_is_wired(tmp_path) -> None:
     methods = {row["method"] for row in payload["rows"] if row["group"] == "mix"}
     assert "mixkit MixCollate(mixup)" in methods and "torchvision v2.MixUp" in methods
     assert payload["summary"]["K100_naive_over_genlabel"] > 1  # a smoke run, but it must be measured
+
+
+def test_tabular_resumes_a_stopped_run(tmp_path) -> None:
+    first = _run("tabular", tmp_path, "--protocol", "paper", "--datasets", "48")
+    out = tmp_path / "tabular"
+    row = {**first["rows"][0], "wall_s": 12345.0, "_protocol": first["protocol"]}
+    (out / "rows.partial.jsonl").write_text(json.dumps(row) + "\n")
+    again = _run("tabular", tmp_path, "--protocol", "paper", "--datasets", "48")
+    assert again["rows"][0]["wall_s"] == 12345.0  # taken from the stopped run, not retrained
+    assert not (out / "rows.partial.jsonl").exists()
+    row["_protocol"] = {**row["_protocol"], "trials": 99}  # other settings: not resumed
+    (out / "rows.partial.jsonl").write_text(json.dumps(row) + "\n")
+    assert _run("tabular", tmp_path, "--protocol", "paper", "--datasets", "48")["rows"][0]["wall_s"] != 12345.0

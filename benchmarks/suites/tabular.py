@@ -89,9 +89,13 @@ def run(args: SuiteArgs) -> dict[str, Any]:
     if proto.name == "paper":
         proto = paper.scaled(proto, args.quick, args.smoke, args.seeds)
     rows: list[dict[str, Any]] = []
+    done = resumable(args.out_dir, proto)
     bar = progress(plan, desc=f"tabular datasets ({proto.name})", leave=True)
     for model, key in bar:
         bar.set_postfix_str(f"{model} {key}")
+        if (model, key) in done:  # finished by an earlier, stopped run of the same protocol
+            rows.append(done[model, key])
+            continue
         ds = load_dataset(key, args.data_dir)
         if proto.name == "paper":
             row = paper.run_dataset(key, ds, proto, args.device)
@@ -101,8 +105,8 @@ def run(args: SuiteArgs) -> dict[str, Any]:
         rows.append(row)
         if args.out_dir is not None:  # a long run keeps what it finished if it is stopped
             args.out_dir.mkdir(parents=True, exist_ok=True)
-            with open(args.out_dir / "rows.partial.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
+            with open(args.out_dir / PARTIAL, "a", encoding="utf-8") as f:
+                f.write(json.dumps({**row, "_protocol": proto.settings()}) + "\n")
         res = row["results"]
         log(f"[tabular/{proto.name}] {model} {key} ({row['n']}x{row['d']}, k={row['k']}): "
             f"{row['wall_s']:.1f} s; " + ", ".join(f"{m} {res[m]['mean']:.1f}" for m in METHODS if m in res))
@@ -117,8 +121,26 @@ def run(args: SuiteArgs) -> dict[str, Any]:
                "figures": figures, "quick": args.quick, "smoke": args.smoke}
     payload["markdown"] = render(payload, sibling_results(args.out_dir, proto.name))
     if args.out_dir is not None:
-        (args.out_dir / "rows.partial.jsonl").unlink(missing_ok=True)
+        (args.out_dir / PARTIAL).unlink(missing_ok=True)
     return payload
+
+
+PARTIAL = "rows.partial.jsonl"
+
+
+def resumable(out_dir: Path | None, proto: TabularProtocol) -> dict[tuple[str, str], dict[str, Any]]:
+    """Rows a stopped run of the same protocol settings left in ``out_dir`` (one JSON line
+    per finished dataset): rerunning the command resumes instead of starting over."""
+    path = None if out_dir is None else out_dir / PARTIAL
+    if path is None or not path.is_file():
+        return {}
+    want = proto.settings()
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row.pop("_protocol", None) == want:
+            out[row["model"], row["dataset"]] = row
+    return out
 
 
 def summarize(rows: Sequence[dict[str, Any]], models: Sequence[str]) -> dict[str, Any]:
