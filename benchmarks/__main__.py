@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=PROTOCOL_NAMES, default="rigorous",
                    help="the suites that train: 'paper' (the official code's protocol) or "
                    "'rigorous' (the harness's own); see benchmarks/protocols/")
+    p.add_argument("--workers", type=int, default=1,
+                   help="tabular: run the datasets in this many processes (one torch thread each)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--render-only", action="store_true",
                    help="rewrite report.md from the results.json in --out (no run)")
@@ -68,7 +70,7 @@ def suite_args(args: argparse.Namespace, out_dir: Path | None) -> SuiteArgs:
         data_dir=args.data_dir,
         datasets=tuple(args.datasets.split(",")) if args.datasets else None,
         models=tuple(args.models.split(",")) if args.models else None,
-        device=args.device, protocol=args.protocol)
+        device=args.device, protocol=args.protocol, workers=args.workers)
 
 
 def default_out(name: str, args: argparse.Namespace) -> Path:

@@ -13,7 +13,8 @@ class SuiteArgs:
     ``quick``/``smoke``: smaller versions of a suite (``smoke`` implies ``quick``);
     ``seeds``: ``None`` is the suite's (or protocol's) default; ``datasets``/``models``:
     subsets (``None``: all); ``protocol``: ``"paper"`` or ``"rigorous"`` for the suites
-    that train (see :mod:`benchmarks.protocols`), ignored by ``theory`` and ``speed``.
+    that train (see :mod:`benchmarks.protocols`), ignored by ``theory`` and ``speed``;
+    ``workers``: processes for the tabular suite's datasets (one torch thread each).
     """
 
     quick: bool = False
@@ -25,3 +26,4 @@ class SuiteArgs:
     models: tuple[str, ...] | None = None
     device: str = "cpu"
     protocol: str = "rigorous"
+    workers: int = 1  # tabular: datasets run in this many processes

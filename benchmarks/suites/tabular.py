@@ -21,13 +21,17 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from benchmarks.args import SuiteArgs
-from benchmarks.common import log, progress
+from benchmarks.common import log, progress, set_progress, set_threads
 from benchmarks.protocols import tabular as protocols
 from benchmarks.protocols.base import sibling_results
 from benchmarks.protocols.tabular import TabularProtocol
@@ -88,28 +92,25 @@ def run(args: SuiteArgs) -> dict[str, Any]:
     settings = {m: settings_for(m, args.quick, args.smoke, args.seeds, args.device) for m in models}
     if proto.name == "paper":
         proto = paper.scaled(proto, args.quick, args.smoke, args.seeds)
-    rows: list[dict[str, Any]] = []
     done = resumable(args.out_dir, proto)
-    bar = progress(plan, desc=f"tabular datasets ({proto.name})", leave=True)
-    for model, key in bar:
-        bar.set_postfix_str(f"{model} {key}")
-        if (model, key) in done:  # finished by an earlier, stopped run of the same protocol
-            rows.append(done[model, key])
-            continue
-        ds = load_dataset(key, args.data_dir)
-        if proto.name == "paper":
-            row = paper.run_dataset(key, ds, proto, args.device)
-        else:
-            row = run_dataset(key, ds, model, settings[model])
-        row["collection"] = coll.get(key, "")
-        rows.append(row)
-        if args.out_dir is not None:  # a long run keeps what it finished if it is stopped
-            args.out_dir.mkdir(parents=True, exist_ok=True)
-            with open(args.out_dir / PARTIAL, "a", encoding="utf-8") as f:
-                f.write(json.dumps({**row, "_protocol": proto.settings()}) + "\n")
-        res = row["results"]
-        log(f"[tabular/{proto.name}] {model} {key} ({row['n']}x{row['d']}, k={row['k']}): "
-            f"{row['wall_s']:.1f} s; " + ", ".join(f"{m} {res[m]['mean']:.1f}" for m in METHODS if m in res))
+    todo = [(m, k) for m, k in plan if (m, k) not in done]  # the rest a stopped run finished
+    job = partial(_one_dataset, args.data_dir, proto, settings, coll, args.device)
+    finished: dict[tuple[str, str], dict[str, Any]] = dict(done)
+    bar = progress(total=len(todo), desc=f"tabular datasets ({proto.name})", leave=True)
+    with _pool(args.workers) as pool:
+        for row in (pool.map(job, todo) if pool is not None else map(job, todo)):
+            finished[row["model"], row["dataset"]] = row
+            bar.update()
+            if args.out_dir is not None:  # a long run keeps what it finished if it is stopped
+                args.out_dir.mkdir(parents=True, exist_ok=True)
+                with open(args.out_dir / PARTIAL, "a", encoding="utf-8") as f:
+                    f.write(json.dumps({**row, "_protocol": proto.settings()}) + "\n")
+            res = row["results"]
+            log(f"[tabular/{proto.name}] {row['model']} {row['dataset']} ({row['n']}x{row['d']}, "
+                f"k={row['k']}): {row['wall_s']:.1f} s; "
+                + ", ".join(f"{m} {res[m]['mean']:.1f}" for m in METHODS if m in res))
+    bar.close()
+    rows = [finished[mk] for mk in plan]
     wall = time.perf_counter() - t0
     summary = summarize(rows, models)
     official = set(official_keys(args.data_dir))
@@ -126,6 +127,34 @@ def run(args: SuiteArgs) -> dict[str, Any]:
 
 
 PARTIAL = "rows.partial.jsonl"
+
+
+def _one_dataset(data_dir: Path | None, proto: TabularProtocol, settings: dict[str, Settings],
+                 coll: dict[str, str], device: str, job: tuple[str, str]) -> dict[str, Any]:
+    model, key = job
+    ds = load_dataset(key, data_dir)
+    if proto.name == "paper":
+        row = paper.run_dataset(key, ds, proto, device)
+    else:
+        row = run_dataset(key, ds, model, settings[model])
+    row["collection"] = coll.get(key, "")
+    return row
+
+
+@contextmanager
+def _pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """``workers`` processes (one torch thread each, no progress bars), or ``None`` for one."""
+    if workers <= 1:
+        yield None
+        return
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+        yield pool
+
+
+def _worker_init() -> None:
+    set_threads(1)
+    set_progress(False)
 
 
 def resumable(out_dir: Path | None, proto: TabularProtocol) -> dict[tuple[str, str], dict[str, Any]]:
