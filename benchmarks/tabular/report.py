@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.protocols import tabular as protocols
-from benchmarks.report import PAPER_TABLE2, PAPER_TABLE3, fmt, md_table
+from benchmarks.report import PAPER_TABLE2, PAPER_TABLE3, PAPER_TABLE45, fmt, md_table
 from benchmarks.tabular.stats import BASELINES, SUBSET_LABEL
 
 LABEL = {"vanilla": "Vanilla", "mixup": "Mixup", "mixup_exclude_mi": "Mixup + excl. MI",
@@ -45,7 +45,30 @@ def header(payload: dict[str, Any], other: dict[str, Any] | None) -> str:
     lines += ["## Table 3 (logistic regression): paper | ours, paper protocol | ours, rigorous protocol", "",
               "Shares (%) of datasets where GenLabel (CV) is higher (> +0.5 points) / on par / lower "
               "(< -0.5) than the baseline.", "", md_table(head, body), ""]
+    lines += _tables45(runs)
     return "\n".join(lines) + "\n"
+
+
+def _tables45(runs: dict[str, dict[str, Any]]) -> list[str]:
+    """Tables 4/5 (logistic regression): the paper's cells beside both protocols' on the
+    datasets in the paper's tables and in a run."""
+    by = {p: {r["openml_id"]: r["results"] for r in run["rows"] if r["model"] == "logreg"}
+          for p, run in runs.items()}
+    body = []
+    for oid, ref in PAPER_TABLE45.items():
+        if not any(oid in b for b in by.values()):
+            continue
+        for m in ORDER:
+            cells = [fmt(*ref[m]) if m in ref else ""]
+            for p in ("paper", "rigorous"):
+                v = by.get(p, {}).get(oid, {}).get(m)
+                cells.append(fmt(v["mean"], v["std"]) if v else "")
+            body.append([oid, LABEL[m], *cells])
+    if not body:
+        return []
+    return ["## Tables 4/5 (logistic regression, clean %): paper | ours, paper protocol | ours, "
+            "rigorous protocol", "", md_table(["id", "method", "paper", "ours, paper protocol",
+                                                "ours, rigorous protocol"], body), ""]
 
 
 def paper_body(payload: dict[str, Any]) -> str:
