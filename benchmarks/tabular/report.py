@@ -97,6 +97,7 @@ def paper_body(payload: dict[str, Any]) -> str:
     lines += [f"{len(rows)} datasets, {sum(r['models_trained'] for r in rows)} models trained, "
               f"{total:.0f} s of dataset wall time ({total / max(1, len(rows)):.1f} s per dataset); "
               f"suite wall time {payload['wall_s']:.0f} s.", ""]
+    lines += _cost(rows)
     return "\n".join(lines) + "\n" + protocol_block(payload)
 
 
@@ -111,3 +112,26 @@ def protocol_block(payload: dict[str, Any]) -> str:
                                             for k, v in rec.items()}).markdown()
     notes = rec.get("notes") or []
     return text + ("\n" + "\n".join(f"- {n}" for n in notes) + "\n" if notes else "")
+
+
+def _cost(rows: list[dict[str, Any]]) -> list[str]:
+    """CPU seconds per dataset (what one process takes alone) and, from a least-squares fit
+    ``cpu = a + b * n`` over the datasets run, the total for the whole official list."""
+    from benchmarks.tabular.data import dataset_sizes, official_keys
+
+    pts = [(r["n"], r["cpu_s"]) for r in rows if "cpu_s" in r]
+    if len(pts) < 5:  # too few sizes for a fit
+        return []
+    n_mean = sum(n for n, _ in pts) / len(pts)
+    c_mean = sum(c for _, c in pts) / len(pts)
+    var = sum((n - n_mean) ** 2 for n, _ in pts)
+    b = sum((n - n_mean) * (c - c_mean) for n, c in pts) / var if var > 0 else 0.0
+    a = c_mean - b * n_mean
+    sizes = dataset_sizes(None)
+    keys = official_keys(None)
+    total = sum(a + b * sizes[k] for k in keys)
+    return [f"CPU time (one process, one thread): {sum(c for _, c in pts):.0f} s for these "
+            f"{len(pts)} datasets, {c_mean:.1f} s per dataset; fit cpu = {a:.1f} s + {1000 * b:.1f} s "
+            f"per 1000 rows. Extrapolated to the {len(keys)} official-list datasets held: "
+            f"{total / 60:.0f} CPU minutes, i.e. about {total / 60:.0f} minutes alone with one "
+            f"worker and {total / 120:.0f} with `--workers 2` on the 2-core machine.", ""]
