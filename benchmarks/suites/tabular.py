@@ -335,11 +335,12 @@ def _epoch_sensitivity(mrows: Sequence[dict[str, Any]]) -> list[str]:
 
 def render(payload: dict[str, Any], other: dict[str, Any] | None = None) -> str:
     """The report of a finished run (``results.json``), with the current formatting."""
-    if "table3_groups" not in payload:  # a run from before the protocols: group its rows now
-        coll, official = collections(None), set(official_keys(None))
-        rows = [{**r, "collection": r.get("collection") or coll.get(r["dataset"], "")} for r in payload["rows"]]
-        payload["table3_groups"] = {m: {n: table3(rs) for n, rs in subsets(
-            [r for r in rows if r["model"] == m], official).items()} for m in payload["settings"]}
+    for run in (payload, other):
+        if run is not None and "table3_groups" not in run:  # a run from before the protocols
+            coll, official = collections(None), set(official_keys(None))
+            rows = [{**r, "collection": r.get("collection") or coll.get(r["dataset"], "")} for r in run["rows"]]
+            run["table3_groups"] = {m: {n: table3(rs) for n, rs in subsets(
+                [r for r in rows if r["model"] == m], official).items()} for m in run["settings"]}
     head = report.header(payload, other)
     if payload["protocol"]["name"] == "paper":
         return head + report.paper_body(payload)
