@@ -1,6 +1,6 @@
 """The mixkit benchmark harness: ``python -m benchmarks SUITE [--quick] [--seeds N] [--out DIR]``.
 
-Suites (``benchmarks/suites/<name>.py``, each with ``run(quick, seeds, out_dir, ...) -> dict``):
+Suites (``benchmarks/suites/<name>.py``, each with ``run(args: SuiteArgs) -> dict``):
 
 * ``theory``: Proposition 1, Example 1 (margins 7/16 and 1/2), Example 3 (Fig. 7 angles),
   Fig. 6 (label conflicts of top-1 labels on the 9-class Gaussian);
@@ -17,3 +17,5 @@ The many small models of a tabular run are trained together as one batched model
 """
 
 SUITES = ("theory", "synthetic", "tabular", "robust", "genmix", "image", "speed")
+#: the suites that train models and take ``--protocol`` (results under ``results/<suite>/<protocol>``)
+TRAINING_SUITES = ("synthetic", "tabular", "robust", "genmix", "image")

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import inspect
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import SUITES
+from benchmarks import SUITES, TRAINING_SUITES
+from benchmarks.args import SuiteArgs
 from benchmarks.common import set_progress, set_threads
+from benchmarks.protocols.base import PROTOCOL_NAMES, sibling_results
 from benchmarks.report import command_line, machine_info, now, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -46,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch threads (default 1: the models are small, and on a shared machine "
                    "extra threads mostly wait on each other)")
     p.add_argument("--device", default="cpu", help="torch device for training (cpu, cuda)")
+    p.add_argument("--protocol", choices=PROTOCOL_NAMES, default="rigorous",
+                   help="the suites that train: 'paper' (the official code's protocol) or "
+                   "'rigorous' (the harness's own); see benchmarks/protocols/")
+    p.add_argument("--workers", type=int, default=1,
+                   help="tabular: run the datasets in this many processes (one torch thread each)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--render-only", action="store_true",
                    help="rewrite report.md from the results.json in --out (no run)")
@@ -54,24 +60,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _call_suite(name: str, args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     module = importlib.import_module(f"benchmarks.suites.{name}")
-    run = module.run
-    offered: dict[str, Any] = {
-        "quick": args.quick or args.smoke,
-        "smoke": args.smoke,
-        "out_dir": out_dir,
-        "data_dir": args.data_dir,
-        "datasets": args.datasets.split(",") if args.datasets else None,
-        "models": args.models.split(",") if args.models else None,
-        "device": args.device,
-    }
-    if args.seeds is not None:
-        offered["seeds"] = args.seeds
-    params = inspect.signature(run).parameters
-    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    kwargs = {k: v for k, v in offered.items() if accepts_any or k in params}
-    if "seeds" not in kwargs and "seeds" in params and params["seeds"].default is inspect.Parameter.empty:
-        kwargs["seeds"] = 1
-    return run(**kwargs)
+    return module.run(suite_args(args, out_dir))
+
+
+def suite_args(args: argparse.Namespace, out_dir: Path | None) -> SuiteArgs:
+    """The parsed command line as the one object every suite's ``run`` takes."""
+    return SuiteArgs(
+        quick=args.quick or args.smoke, smoke=args.smoke, seeds=args.seeds, out_dir=out_dir,
+        data_dir=args.data_dir,
+        datasets=tuple(args.datasets.split(",")) if args.datasets else None,
+        models=tuple(args.models.split(",")) if args.models else None,
+        device=args.device, protocol=args.protocol, workers=args.workers)
+
+
+def default_out(name: str, args: argparse.Namespace) -> Path:
+    """``results/<suite>[-quick|-smoke]``, plus ``/<protocol>`` for the suites that train."""
+    tag = name + ("-smoke" if args.smoke else "-quick" if args.quick else "")
+    base = args.out / tag if args.suite == "all" and args.out is not None else args.out
+    if base is None:
+        base = RESULTS / tag
+        return base / args.protocol if name in TRAINING_SUITES else base
+    return base
 
 
 def render_only(name: str, out_dir: Path) -> dict[str, Path]:
@@ -81,20 +90,21 @@ def render_only(name: str, out_dir: Path) -> dict[str, Path]:
         raise SystemExit(f"suite {name!r} cannot re-render a report; run it again")
     payload = json.loads((out_dir / "results.json").read_text())
     result = {k: v for k, v in payload.items() if k not in ("suite", "meta")}
-    result["markdown"] = module.render(payload)
+    if name in TRAINING_SUITES:  # beside the other protocol's run, when there is one
+        result["markdown"] = module.render(payload, sibling_results(out_dir, payload["protocol"]["name"]))
+    else:
+        result["markdown"] = module.render(payload)
     return write_results(out_dir, name, result, payload["meta"])
 
 
 def run_suite(name: str, args: argparse.Namespace) -> dict[str, Path]:
-    tag = name + ("-smoke" if args.smoke else "-quick" if args.quick else "")
-    out_dir = args.out if args.out is not None else RESULTS / tag
-    if args.suite == "all" and args.out is not None:
-        out_dir = args.out / tag
+    out_dir = default_out(name, args)
     if args.render_only:
         return render_only(name, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = {"command": command_line(), "started": now(), "machine": machine_info(),
-            "quick": bool(args.quick), "smoke": bool(args.smoke)}
+            "quick": bool(args.quick), "smoke": bool(args.smoke),
+            "protocol": args.protocol if name in TRAINING_SUITES else None}
     start = time.perf_counter()
     result = _call_suite(name, args, out_dir)
     meta["wall_s"] = time.perf_counter() - start

@@ -11,28 +11,34 @@ Data flow:
   and the relabelers fitted on its training rows (mixkit :class:`~mixkit.GenLabel` per
   density, :class:`~mixkit.ExcludeIntrusion`). A cross-validation fold is a stream; so is
   "full training set, seed s".
-* For each stream the whole schedule is drawn up front with mixkit: each epoch a shuffled
-  pass in batches of ``batch_size``, each batch mixed by :class:`mixkit.Mixup` (one ``lam``
-  per batch, as the paper's code) with the stream's generator. ``mix_pool`` bounds the
-  number of distinct mixed points per stream (relabeling every mixed point of 100 epochs of
-  a 4000-row dataset with a KDE costs minutes): when ``epochs * n_train`` exceeds it, the
-  first ``ceil(mix_pool / n_train)`` epochs are drawn and later epochs revisit their batches
-  in a fresh random order (a fixed augmented set of that many mixes per sample). All mixed batches of a
-  stream are concatenated into one :class:`mixkit.MixedBatch` and relabeled **once** per
-  density by mixkit's GenLabel (``gamma = 1``, so ``y`` is the generative label with
-  mixkit's fallback for dead rows) and checked once by ``ExcludeIntrusion.intrudes``.
+* For each stream the whole schedule is drawn up front from the stream's own generator:
+  each epoch a pass in batches of ``batch_size`` (shuffled, or with ``shuffle=False`` the
+  same unshuffled batches every epoch, as the official OpenML code), per batch one lam ~
+  Beta(alpha, alpha) (or one per row) and a partner permutation. All streams sharing an
+  ``x`` are mixed by **one** call of :class:`mixkit.Mixup` with those pre-drawn
+  ``MixParams``; the mixed points are relabeled by one call of each fitted mixkit
+  :class:`~mixkit.GenLabel` (``gamma = 1``: ``y`` is the generative label with mixkit's
+  fallback for dead rows; streams sharing a relabeler, e.g. every configuration of a fold,
+  are relabeled together) and checked by ``ExcludeIntrusion.intrudes``. ``mix_pool``
+  bounds the distinct mixed points per stream (relabeling every mixed point of 100 epochs
+  of a 4000-row dataset with a KDE costs minutes): when ``epochs * n_train`` exceeds it, the
+  first ``ceil(mix_pool / n_train)`` epochs are drawn and later epochs revisit their
+  batches (in a fresh order, unless batches are fixed).
 * A :class:`ModelSpec` names a stream, a method (``vanilla``, ``mixup``, ``exclude``,
   ``genlabel``), a learning rate, GenLabel's ``gamma`` and density, and an init seed. Every
   model of a stream sees the same batches, ``lam`` and partners (common random numbers:
-  cross-validation compares configurations on identical draws); its target is
+  cross-validation compares configurations on identical draws); for independent runs (the
+  paper protocol) give each configuration a stream of its own. Its target is
   ``one_hot`` (vanilla), ``y_mix`` (mixup; exclude with intruding rows weighted 0) or
   ``gamma * y_gen + (1 - gamma) * y_mix`` (GenLabel; ``gamma = 0`` is mixup).
 * The models form a grid ``(S, G)``: ``G`` models per stream (vanilla ones first, whose
   first layer reads the clean batch; the others read the mixed batch), so the first layer of
   all models of a stream is one GEMM (:class:`~benchmarks.models.BatchedMLP`). Streams with
   fewer models are padded with inert ones (learning rate 0), dropped from the results.
-* Adam (Table 11) or SGD with momentum and multi-step decay (Tables 10, 12) run batched with a
-  learning rate per model; weight decay 1e-4 is added to the gradient like ``torch.optim``.
+* Adam (Table 11) or SGD with momentum and multi-step decay (Tables 10, 12; decay at
+  fractions of the epochs or after given epochs) run batched with a learning rate per model;
+  weight decay 1e-4 is added to the gradient like ``torch.optim``; ``clip_norm`` clips each
+  model's gradient norm as ``torch.nn.utils.clip_grad_norm_`` does.
   A model whose stream has no rows in a step (streams differ in size) skips that step.
 * Accuracy on every evaluation set is recorded per model and epoch (and FGSM robust accuracy
   every ``fgsm_every`` epochs); the parameters at each model's best epoch on ``select_on``
@@ -54,6 +60,7 @@ from torch import Tensor
 import mixkit
 from benchmarks.common import progress
 from benchmarks.models import BatchedMLP
+from mixkit.random import sample_beta
 
 METHODS = ("vanilla", "mixup", "exclude", "genlabel")
 
@@ -107,6 +114,9 @@ class TrainConfig:
     fgsm_every: int = 5
     select_on: str | None = None
     mix_pool: int | None = None  # max distinct mixed points per stream (None: every epoch fresh)
+    shuffle: bool = True  # False: the same unshuffled batches every epoch (the official OpenML code)
+    clip_norm: float | None = None  # per-model gradient-norm clipping (torch's clip_grad_norm_)
+    milestone_epochs: tuple[int, ...] | None = None  # SGD: decay after these epochs (overrides milestones)
     device: str = "cpu"
 
 
@@ -152,70 +162,108 @@ class _Schedule:
     stats: dict[str, Any]
 
 
+def _draw_stream(st: Stream, epochs: int, b_n: int, alpha: float, per_sample_lam: bool,
+                 shuffle: bool, offset: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One stream's rows ``(E, T, B)`` (-1: padding), and for its real rows (flattened in
+    ``(E, T, B)`` order) the lam and the partner's position (``+ offset``)."""
+    g = torch.Generator().manual_seed(int(st.seed))
+    n = len(st.train_idx)
+    t_n = math.ceil(n / b_n)
+    if shuffle:
+        order = torch.stack([st.train_idx[torch.randperm(n, generator=g)] for _ in range(epochs)])
+    else:
+        order = st.train_idx.expand(epochs, n)
+    rows = torch.cat([order, order.new_full((epochs, t_n * b_n - n), -1)], 1).view(epochs, t_n, b_n)
+    valid = rows >= 0
+    lam = sample_beta(alpha, alpha, epochs * t_n * (b_n if per_sample_lam else 1), g)
+    lam = lam.view(epochs, t_n, -1).expand(epochs, t_n, b_n)
+    # a random permutation of each batch's real rows (padding sorts last)
+    key = torch.rand(epochs, t_n, b_n, generator=g, dtype=torch.float64) + 2.0 * (~valid)
+    flat = (valid.flatten().cumsum(0) - 1).view(epochs, t_n, b_n) + offset
+    partner = flat.gather(-1, key.argsort(-1))
+    return rows, lam[valid], partner[valid], valid
+
+
 def build_schedule(streams: Sequence[Stream], epochs: int, batch_size: int, num_classes: int,
                    alpha: float, per_sample_lam: bool, densities: Sequence[str],
-                   need_exclude: bool) -> _Schedule:
-    """Draw every batch of ``epochs`` epochs of every stream with mixkit's Mixup, relabel them
-    all at once per stream with mixkit's GenLabel, flag intrusions with ExcludeIntrusion."""
-    s_n = len(streams)
+                   need_exclude: bool, shuffle: bool = True,
+                   needed: Sequence[tuple[set[str], bool]] | None = None) -> _Schedule:
+    """Draw every batch of ``epochs`` epochs of every stream (its own ``torch.Generator``:
+    per batch one lam, or one per row, and a partner permutation inside the batch), mix
+    them with **one** call of mixkit's Mixup per distinct ``x`` (pre-drawn ``MixParams``),
+    relabel them with one GenLabel call per fitted relabeler (streams sharing one, e.g. the
+    configurations of a fold, are relabeled together) and flag intrusions with
+    ExcludeIntrusion, likewise grouped.
+
+    ``shuffle=False`` keeps the training rows in their order, so every epoch has the same
+    batches (lam and partners are still drawn afresh). ``needed[s]`` = (densities, exclude)
+    that stream ``s``'s models use: a stream whose models use none skips that relabeling.
+    """
+    s_n, b_n = len(streams), batch_size
     d = streams[0].x.shape[1]
-    steps = max(math.ceil(len(s.train_idx) / batch_size) for s in streams)
-    shape = (epochs, steps, s_n, batch_size)
-    c_n = 2 + len(densities)
+    steps = max(math.ceil(len(s.train_idx) / b_n) for s in streams)
+    shape = (epochs, steps, s_n, b_n)
     x_clean = torch.zeros(*shape, d)
     x_mix = torch.zeros(*shape, d)
-    cands = torch.zeros(*shape, c_n, num_classes)
+    cands = torch.zeros(*shape, 2 + len(densities), num_classes)
     keep = torch.ones(shape)
     weight = torch.zeros(shape)
+    # relabel: one {density: GenLabel.stats()} per relabeler call
     stats: dict[str, Any] = {"relabel": [], "excluded_share": [], "relabel_s": 0.0,
                              "exclude_s": 0.0, "mixed_points": 0}
+    use = needed if needed is not None else [(set(densities), need_exclude)] * s_n
+    by_x: dict[int, list[int]] = {}
     for si, st in enumerate(streams):
-        g = torch.Generator().manual_seed(int(st.seed))
-        mixer = mixkit.Mixup(alpha, num_classes=num_classes, per_sample=per_sample_lam)
-        pos_e, pos_t, pos_b, parts = [], [], [], []
+        by_x.setdefault(id(st.x), []).append(si)
+    for members in by_x.values():
+        x, y = streams[members[0]].x, streams[members[0]].y
+        rows_all, lam_all, index_all, where = [], [], [], []
         offset = 0
-        n_train = len(st.train_idx)
-        for e in range(epochs):
-            order = st.train_idx[torch.randperm(n_train, generator=g)]
-            for t, rows in enumerate(order.split(batch_size)):
-                mb = mixer(st.x[rows], st.y[rows], generator=g)
-                nb = rows.numel()
-                parts.append((st.x[rows], mb, offset))
-                pos_e.append(torch.full((nb,), e))
-                pos_t.append(torch.full((nb,), t))
-                pos_b.append(torch.arange(nb))
-                offset += nb
-        pe, pt, pb = torch.cat(pos_e), torch.cat(pos_t), torch.cat(pos_b)
-        big = mixkit.MixedBatch(
-            x=torch.cat([p[1].x for p in parts]),
-            y=torch.cat([p[1].y for p in parts]),
-            lam=torch.cat([p[1].lam for p in parts]),
-            index=torch.cat([p[1].index + p[2] for p in parts]),
-            labels=torch.cat([p[1].labels for p in parts]),
-            y_mix=torch.cat([p[1].y_mix for p in parts]),
-        )
+        for si in members:
+            rows, lam, partner, valid = _draw_stream(streams[si], epochs, b_n, alpha, per_sample_lam,
+                                                     shuffle, offset)
+            rows_all.append(rows[valid])
+            lam_all.append(lam)
+            index_all.append(partner)
+            pe, pt, pb = valid.nonzero(as_tuple=True)
+            where.append((pe, pt, torch.full_like(pe, si), pb))
+            offset += int(valid.sum())
+        rows_f = torch.cat(rows_all)
+        big = mixkit.Mixup(alpha, num_classes=num_classes)(
+            x[rows_f], y[rows_f], params=mixkit.MixParams(torch.cat(lam_all), torch.cat(index_all)))
+        pe, pt, ps, pb = (torch.cat(t) for t in zip(*where))
         stats["mixed_points"] += offset
-        x_clean[pe, pt, si, pb] = torch.cat([p[0] for p in parts])
-        x_mix[pe, pt, si, pb] = big.x
-        cands[pe, pt, si, pb, 0] = F.one_hot(big.labels, num_classes).float()
-        cands[pe, pt, si, pb, 1] = big.y_mix.float()
-        weight[pe, pt, si, pb] = 1.0
-        rel: dict[str, Any] = {}
+        x_clean[pe, pt, ps, pb] = x[rows_f]
+        x_mix[pe, pt, ps, pb] = big.x
+        cands[pe, pt, ps, pb, 0] = F.one_hot(big.labels, num_classes).float()
+        cands[pe, pt, ps, pb, 1] = big.y_mix.float()
+        weight[pe, pt, ps, pb] = 1.0
         for ci, key in enumerate(densities):
+            groups: dict[int, tuple[mixkit.GenLabel, list[int]]] = {}
+            for si in members:
+                if key in use[si][0]:
+                    gl = streams[si].genlabels[key]
+                    groups.setdefault(id(gl), (gl, []))[1].append(si)
+            for gl, group in groups.values():
+                t0 = time.perf_counter()
+                mask = torch.isin(ps, torch.tensor(group))
+                gl.reset_stats()
+                out = gl(big.select(mask))  # one call: every mixed point of these streams
+                cands[pe[mask], pt[mask], ps[mask], pb[mask], 2 + ci] = out.y.float()
+                stats["relabel"].append({key: gl.stats()})
+                stats["relabel_s"] += time.perf_counter() - t0
+        groups_x: dict[int, tuple[mixkit.ExcludeIntrusion, list[int]]] = {}
+        for si in members:
+            if need_exclude and use[si][1]:
+                ex = streams[si].exclude
+                if ex is None:
+                    raise ValueError("an 'exclude' model needs stream.exclude (a fitted ExcludeIntrusion)")
+                groups_x.setdefault(id(ex), (ex, []))[1].append(si)
+        for ex, group in groups_x.values():
             t0 = time.perf_counter()
-            gl = st.genlabels[key]
-            gl.reset_stats()
-            out = gl(big)  # one call per stream and density: every mixed point of the run
-            cands[pe, pt, si, pb, 2 + ci] = out.y.float()
-            rel[key] = gl.stats()
-            stats["relabel_s"] += time.perf_counter() - t0
-        stats["relabel"].append(rel)
-        if need_exclude:
-            if st.exclude is None:
-                raise ValueError("an 'exclude' model needs stream.exclude (a fitted ExcludeIntrusion)")
-            t0 = time.perf_counter()
-            intr = st.exclude.intrudes(big)
-            keep[pe, pt, si, pb] = (~intr).float()
+            mask = torch.isin(ps, torch.tensor(group))
+            intr = ex.intrudes(big.select(mask))
+            keep[pe[mask], pt[mask], ps[mask], pb[mask]] = (~intr).float()
             stats["excluded_share"].append(float(intr.float().mean()))
             stats["exclude_s"] += time.perf_counter() - t0
     return _Schedule(x_clean.transpose(-1, -2).contiguous(), x_mix.transpose(-1, -2).contiguous(),
@@ -317,6 +365,16 @@ def fgsm_accuracy(model: BatchedMLP, x: Tensor, y: Tensor, mask: Tensor, eps: fl
 # ------------------------------------------------------------------ training
 
 
+@torch.no_grad()
+def clip_per_model(params: Sequence[Tensor], max_norm: float) -> None:
+    """``torch.nn.utils.clip_grad_norm_`` for every model of the grid at once: each model's
+    gradient (over all its layers) is scaled to norm at most ``max_norm``."""
+    sq = sum(p.grad.pow(2).sum((-2, -1)) for p in params)  # (S, G)
+    factor = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)[..., None, None]  # type: ignore[union-attr]
+    for p in params:
+        p.grad.mul_(factor)
+
+
 def _grid(specs: Sequence[ModelSpec], s_n: int) -> tuple[list[list[int | None]], int]:
     """Per stream: vanilla models first, then the others, padded with ``None`` to ``(S, G)``."""
     van = [[i for i, s in enumerate(specs) if s.stream == si and s.method == "vanilla"] for si in range(s_n)]
@@ -344,8 +402,11 @@ def train_batched(streams: Sequence[Stream], specs: Sequence[ModelSpec], cfg: Tr
     pool_epochs = cfg.epochs
     if cfg.mix_pool is not None:
         pool_epochs = max(1, min(cfg.epochs, math.ceil(cfg.mix_pool / n_max)))
+    # gamma-0 GenLabel models never read y_gen: their streams skip the relabeling
+    needed = [({s.density for s in specs if s.stream == si and s.method == "genlabel" and s.gamma > 0},  # type: ignore[misc]
+               any(s.stream == si and s.method == "exclude" for s in specs)) for si in range(s_n)]
     sched = build_schedule(streams, pool_epochs, cfg.batch_size, num_classes, cfg.alpha,
-                           cfg.per_sample_lam, densities, need_exclude)
+                           cfg.per_sample_lam, densities, need_exclude, cfg.shuffle, needed)
     timings["schedule_s"] = time.perf_counter() - t0
 
     rows, g0 = _grid(specs, s_n)
@@ -397,14 +458,19 @@ def train_batched(streams: Sequence[Stream], specs: Sequence[ModelSpec], cfg: Tr
 
     steps = x_clean.shape[1]
     order_gen = torch.Generator().manual_seed(int(streams[0].seed) + 7919)
-    milestones = sorted({max(1, round(f * cfg.epochs)) for f in cfg.milestones})
+    if cfg.milestone_epochs is not None:
+        milestones = sorted(set(cfg.milestone_epochs))
+    else:
+        milestones = sorted({max(1, round(f * cfg.epochs)) for f in cfg.milestones})
     t1 = time.perf_counter()
     bar = progress(range(cfg.epochs), desc=f"{desc} ({m_n} models)")
     for e in bar:
         if cfg.optimizer == "sgd":
             opt.scale = cfg.lr_decay ** sum(e >= m for m in milestones)
         pe = e % pool_epochs
-        order = range(steps) if e < pool_epochs else torch.randperm(steps, generator=order_gen).tolist()
+        # revisited pool epochs come in a new order, unless batches are fixed (shuffle=False)
+        revisit = e >= pool_epochs and cfg.shuffle
+        order = torch.randperm(steps, generator=order_gen).tolist() if revisit else range(steps)
         for t in order:
             w = weight[pe, t]  # (S, B)
             if any_excl:
@@ -423,6 +489,8 @@ def train_batched(streams: Sequence[Stream], specs: Sequence[ModelSpec], cfg: Tr
             for p in params:
                 p.grad = None
             loss.backward()
+            if cfg.clip_norm is not None:
+                clip_per_model(params, cfg.clip_norm)
             opt.step(active)
         epoch = e + 1
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:

@@ -141,7 +141,7 @@ def train_end_to_end(method: str, data: tuple[torch.Tensor, ...], k: int, epochs
     if method == "mixup":
         mixer = mixkit.Mixup(1.0, num_classes=k)
     elif method == "manifold_mixup":
-        wrapper = mixkit.create_mixer("manifold_mixup", model=net, alpha=2.0, num_classes=k,
+        wrapper = mixkit.nn.ManifoldMixup(net, alpha=2.0, num_classes=k,
                                       layers=["input", "body.0", "body.1"], features_layer=None)
     elif method == "genmix_features":
         fgm = FeatureGenMix(net.fc, net.body, online=True, num_classes=k, lam=0.5,

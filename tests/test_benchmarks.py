@@ -14,8 +14,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmarks.suites import speed
-
 pytest.importorskip("scipy")
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
@@ -25,6 +23,7 @@ from benchmarks.__main__ import build_parser, main  # noqa: E402
 from benchmarks.batched import ModelSpec, Stream, TrainConfig, build_schedule, train_batched  # noqa: E402
 from benchmarks.models import BatchedMLP  # noqa: E402
 from benchmarks.report import PAPER_TABLE6, PAPER_TABLE8, PAPER_TABLE9, PAPER_TABLE45, md_table  # noqa: E402
+from benchmarks.suites import speed  # noqa: E402
 
 ARGS = ["--smoke", "--no-progress", "--threads", "1"]
 
@@ -69,7 +68,8 @@ def test_theory_acceptance(tmp_path) -> None:
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 @pytest.mark.parametrize("hidden", [(), (8,)])
-def test_batched_trainer_matches_one_model_at_a_time(optimizer, hidden) -> None:
+@pytest.mark.parametrize("clip_norm", [None, 0.05])  # 0.05 binds on most steps
+def test_batched_trainer_matches_one_model_at_a_time(optimizer, hidden, clip_norm) -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(160, 3, generator=g)
     y = (x[:, 0] > 0).long() + (x[:, 1] > 1).long()
@@ -80,7 +80,8 @@ def test_batched_trainer_matches_one_model_at_a_time(optimizer, hidden) -> None:
     specs = [ModelSpec(0, "vanilla", 0.01, init_seed=7), ModelSpec(0, "mixup", 0.05, init_seed=7),
              ModelSpec(1, "genlabel", 0.01, gamma=0.4, density="gaussian", init_seed=9),
              ModelSpec(0, "exclude", 0.02, init_seed=3)]
-    cfg = TrainConfig(epochs=2, batch_size=64, optimizer=optimizer, hidden=hidden, milestones=(0.5,))
+    cfg = TrainConfig(epochs=2, batch_size=64, optimizer=optimizer, hidden=hidden, milestones=(0.5,),
+                      clip_norm=clip_norm)
     res = train_batched(streams, specs, cfg, 3)
     sched = build_schedule(streams, 2, 64, 3, 1.0, False, ["gaussian"], True)
     for i, sp in enumerate(specs):
@@ -105,6 +106,8 @@ def test_batched_trainer_matches_one_model_at_a_time(optimizer, hidden) -> None:
                 loss = (-(tgt * logp).sum(0) * w).sum() / w.sum()
                 opt.zero_grad()
                 loss.backward()
+                if clip_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, clip_norm)
                 opt.step()
             if decay is not None:
                 decay.step()
@@ -134,45 +137,126 @@ def test_report_tables_and_paper_values() -> None:
         build_parser().parse_args(["nonsense"])
 
 
-# ------------------------------------------------------------------ every suite's smoke run
+def test_unshuffled_batches_repeat_and_milestones_are_absolute() -> None:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(300, 2, generator=g)
+    y = (x[:, 0] > 0).long()
+    st = Stream(x, y, torch.arange(300), {}, 5)
+    fixed = build_schedule([st], 3, 128, 2, 1.0, False, [], False, shuffle=False)
+    # the same rows in the same batches every epoch, lam and partners drawn afresh
+    assert torch.equal(fixed.x_clean[0], fixed.x_clean[2]) and not torch.equal(fixed.x_mix[0], fixed.x_mix[2])
+    assert torch.equal(fixed.x_clean[0, 0, 0], x[:128].T)
+    shuffled = build_schedule([st], 3, 128, 2, 1.0, False, [], False)
+    assert not torch.equal(shuffled.x_clean[0], shuffled.x_clean[1])
+    # one lam per batch: every row of a batch is lam * x_i + (1 - lam) * x_partner of that batch
+    lam = torch.linalg.lstsq(torch.stack([fixed.x_clean[0, 0, 0].flatten(), torch.ones(256)], 1),
+                             fixed.x_mix[0, 0, 0].flatten()[:, None]).solution
+    assert 0 <= float(lam[0]) <= 1
+    spec = [ModelSpec(0, "vanilla", 0.1, init_seed=0)]
+    a = train_batched([st], spec, TrainConfig(epochs=3, optimizer="sgd", milestone_epochs=(1,)), 2)
+    b = train_batched([st], spec, TrainConfig(epochs=3, optimizer="sgd", milestones=(1 / 3,)), 2)
+    assert torch.equal(a.model.weights[0], b.model.weights[0])
 
 
-def test_synthetic_smoke(tmp_path) -> None:
-    payload = _run("synthetic", tmp_path)
+def test_paper_protocol_kfold_and_ties() -> None:
+    from sklearn.model_selection import KFold
+
+    from benchmarks.protocols.tabular import PAPER, official_ids
+    from benchmarks.tabular.data import kfold
+    from benchmarks.tabular.paper import _choose, configs
+
+    for (a, b), (c, d) in zip(kfold(23, 5), KFold(5).split(range(23))):
+        assert a.tolist() == list(c) and b.tolist() == list(d)  # unshuffled, unstratified
+    assert len(official_ids()) == 133 and len(set(official_ids())) == 133
+    grid = configs(PAPER, ["gaussian", "kde"])
+    val = torch.zeros(len(grid))  # all tied: the earlier configuration wins everywhere
+    best = _choose(grid, val)
+    assert grid[best["vanilla"]][1] == 0.1 and grid[best["genlabel_cv"]][1:] == (0.1, 0.0, "gaussian")
+    val[[i for i, g in enumerate(grid) if g[0] == "genlabel_kde" and g[1] == 0.01 and g[2] == 0.4]] = 1.0
+    assert grid[_choose(grid, val)["genlabel_cv"]][1:] == (0.01, 0.4, "kde")
+
+
+def test_boundary_attack_on_a_batched_model() -> None:
+    pytest.importorskip("foolbox")
+    from benchmarks.tabular.attack import boundary_accuracy
+
+    net = BatchedMLP([[0], [1]], 2, 2)
+    with torch.no_grad():  # model 0: sign of x0 (margin 1 for the points below); model 1: constant
+        net.weights[0].zero_()
+        net.biases[0].zero_()
+        net.weights[0][0, 0, :, 0] = torch.tensor([-10.0, 10.0])
+        net.biases[0][1, 0, :, 0] = torch.tensor([5.0, -5.0])
+    x = torch.tensor([[[-1.0, 0.0], [1.0, 0.0]]] * 2)
+    y = torch.tensor([[0, 1]] * 2)
+    mask = torch.ones(2, 2, dtype=torch.bool)
+    pos = torch.tensor([[0, 0], [1, 0]])
+    far = boundary_accuracy(net, pos, x, y, mask, eps=0.5, bounds=(-3.0, 3.0), steps=50)
+    near = boundary_accuracy(net, pos, x, y, mask, eps=2.0, bounds=(-3.0, 3.0), steps=50)
+    assert far.tolist() == [1.0, 0.5]  # model 1 misclassifies one point: broken at any radius
+    assert near[0] < 1.0  # radius 2 crosses model 0's boundary at distance 1
+
+
+# ------------------------------------------------------------------ every suite's smoke run, per protocol
+
+
+def _protocol_run(suite: str, tmp_path, protocol: str) -> dict:
+    payload = _run(suite, tmp_path, "--protocol", protocol)
+    assert payload["protocol"]["name"] == protocol
+    assert f"## Protocol `{protocol}`" in (tmp_path / suite / "report.md").read_text()
+    return payload
+
+
+@pytest.mark.parametrize("protocol", ["paper", "rigorous"])
+def test_synthetic_smoke(tmp_path, protocol) -> None:
+    payload = _protocol_run("synthetic", tmp_path, protocol)
     assert {r["dataset"] for r in payload["rows"]} == {"circle", "moon", "two_circle", "cube2d", "cube3d"}
-    assert len(payload["figures"]) == 4  # the 2-D sets
+    assert len(payload["figures"]) == 4  # the 2-D sets, main lam mode (smoke runs one)
+    main_rows = {r["dataset"]: r for r in payload["rows"] if r["lam"] == payload["rows"][0]["lam"]}
+    if protocol == "paper":
+        assert payload["rows"][0]["lam"] == "per_batch" and main_rows["two_circle"]["hidden"] == [64, 128, 128, 128]
+        assert set(main_rows["two_circle"]["results"]) == {"vanilla", "mixup", "genlabel_kde"}
+    else:
+        assert payload["rows"][0]["lam"] == "per_pair"
+        assert set(main_rows["two_circle"]["results"]) == {"vanilla", "mixup", "genlabel_gaussian", "genlabel_kde"}
 
 
-def test_tabular_smoke(tmp_path) -> None:
-    payload = _run("tabular", tmp_path)
+@pytest.mark.parametrize("protocol", ["paper", "rigorous"])
+def test_tabular_smoke(tmp_path, protocol) -> None:
+    payload = _protocol_run("tabular", tmp_path, protocol)
     assert len(payload["rows"]) == 2
-    t3 = payload["summary"]["logreg"]["all"]["table3"]["genlabel_cv"]
+    t3 = payload["table3_groups"]["logreg"]["all"]["table3"]
     for base in ("vanilla", "mixup", "mixup_exclude_mi", "generative_classifier"):
         assert t3[base]["n"] == 2
         assert abs(t3[base]["higher"] + t3[base]["on_par"] + t3[base]["lower"] - 100) < 1e-6
+    if protocol == "paper":  # one independent refit per family and trial
+        assert all(len(r["results"]["genlabel_cv"]["chosen"]) == 1 for r in payload["rows"])
     report = tmp_path / "tabular" / "report.md"
     assert "Table 3" in report.read_text()
     report.unlink()  # re-rendered from results.json alone
     assert main(["tabular", "--render-only", "--out", str(tmp_path / "tabular")]) == 0
-    assert "Table 3" in report.read_text()
+    assert "Table 3" in report.read_text() and f"## Protocol `{protocol}`" in report.read_text()
 
 
-def test_robust_smoke(tmp_path) -> None:
-    payload = _run("robust", tmp_path)
+@pytest.mark.parametrize("protocol", ["paper", "rigorous"])
+def test_robust_smoke(tmp_path, protocol) -> None:
+    payload = _protocol_run("robust", tmp_path, protocol)
     res = payload["rows"][0]["results"]
     assert set(res) == {"vanilla", "mixup", "genlabel_gaussian"}
     assert all(0 <= r["mean"] <= 100 for r in res.values())
+    assert payload["protocol"]["attack"] == ("boundary" if protocol == "paper" else "fgsm")
 
 
-def test_genmix_smoke(tmp_path) -> None:
-    payload = _run("genmix", tmp_path)
+@pytest.mark.parametrize("protocol", ["paper", "rigorous"])
+def test_genmix_smoke(tmp_path, protocol) -> None:
+    payload = _protocol_run("genmix", tmp_path, protocol)
     assert {r["method"] for r in payload["rows"]} == {"vanilla", "mixup", "manifold_mixup", "genmix"}
     for r in payload["rows"]:  # a number, or an explicit "not available", never a stub
         assert ("mean" in r) == r["available"]
 
 
-def test_image_smoke(tmp_path) -> None:
-    payload = _run("image", tmp_path)
+@pytest.mark.parametrize("protocol", ["paper", "rigorous"])
+def test_image_smoke(tmp_path, protocol) -> None:
+    payload = _protocol_run("image", tmp_path, protocol)
     assert any(r.get("available") for r in payload["rows"])
 
 
@@ -190,3 +274,16 @@ def test_speed_is_wired(tmp_path) -> None:
 def test_speed_verdicts_apply_the_targets() -> None:
     assert speed.verdicts({"mixup_vs_floor": 1.9, "mixup_vs_timm": 1.1}) == {"mixup_vs_floor": True,
                                                                            "mixup_vs_timm": False}
+
+
+def test_tabular_resumes_a_stopped_run(tmp_path) -> None:
+    first = _run("tabular", tmp_path, "--protocol", "paper", "--datasets", "48")
+    out = tmp_path / "tabular"
+    row = {**first["rows"][0], "wall_s": 12345.0, "_protocol": first["protocol"]}
+    (out / "rows.partial.jsonl").write_text(json.dumps(row) + "\n")
+    again = _run("tabular", tmp_path, "--protocol", "paper", "--datasets", "48")
+    assert again["rows"][0]["wall_s"] == 12345.0  # taken from the stopped run, not retrained
+    assert not (out / "rows.partial.jsonl").exists()
+    row["_protocol"] = {**row["_protocol"], "trials": 99}  # other settings: not resumed
+    (out / "rows.partial.jsonl").write_text(json.dumps(row) + "\n")
+    assert _run("tabular", tmp_path, "--protocol", "paper", "--datasets", "48")["rows"][0]["wall_s"] != 12345.0

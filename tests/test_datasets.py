@@ -156,7 +156,7 @@ def _shared_cache():
     return root
 
 
-@pytest.mark.parametrize("key", [37, 36, "glass", 1005, "multiclass/penguins"])
+@pytest.mark.parametrize("key", [37, 36, "glass", 1005, "multiclass/penguins", 726, "rebuilt/lymph"])
 def test_load_openml_matches_manifest(key) -> None:
     root = _shared_cache()
     ds = D.load_openml(key, root, fetch=False)
@@ -179,6 +179,21 @@ def test_load_openml_name_resolution() -> None:
     assert D.load_openml("1005", root, fetch=False).num_classes == 2
     with pytest.raises(FileNotFoundError):
         D.load_openml(999999, root, fetch=False)
+
+
+def test_the_three_collections_are_listed_and_loaded_by_id() -> None:
+    root = _shared_cache()
+    if not (root / "rebuilt" / "manifest.json").is_file():
+        pytest.skip("no rebuilt/ collection in the shared cache")
+    records = D.list_datasets(root)
+    by_coll: dict[str, set] = {}
+    for r in records:
+        by_coll.setdefault(r["collection"], set()).add(r.get("openml_id"))
+    assert {"openml", "rebuilt", "multiclass"} <= set(by_coll)
+    # the rebuilt ids are ids of their own (no OpenML copy in openml/), loadable by id alone
+    assert not (by_coll["rebuilt"] & by_coll["openml"])
+    lymph = D.load_openml(1006, root, fetch=False)
+    assert (lymph.name, lymph.num_classes) == ("lymph", 2)
 
 
 def test_default_data_dir(monkeypatch, tmp_path) -> None:

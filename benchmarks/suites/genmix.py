@@ -3,15 +3,14 @@
 Circle (2D) as in Table 15 (``mixkit.datasets.synthetic.circle``) and Moon (Fig. 14); the
 paper's "Circle (3D)" is not defined in its appendix, so it is not reproduced, and its
 MNIST 7/9 column needs 500 training images per class, more than the offline 5k MNIST
-leaves for a test split. Models: the 4-layer FC net (64, 128, 128) of Table 10, SGD
-(momentum 0.9, weight decay 1e-4, lr 0.1, decay x0.1 at 50%/75%), batch 128, epochs
-chosen on a validation draw, test error on a separate draw, several seeds.
+leaves for a test split. Models: the 4-layer FC net of the protocol
+(:mod:`benchmarks.protocols.image`: nets, milestones, clipping, the scored epoch), SGD
+(momentum 0.9, weight decay 1e-4, lr 0.1), batch 128, test error on a separate draw.
 
 Methods, all from mixkit and trained one model at a time (manifold mixup wraps a model, so
 these suites use ordinary ``nn.Module`` training loops rather than the batched trainer):
 
-* vanilla; mixup (``mixkit.Mixup``); manifold mixup (``mixkit.create_mixer("manifold_mixup",
-  model=...)``, mixing at the input or after the first or second hidden layer);
+* vanilla; mixup (``mixkit.Mixup``); manifold mixup (``mixkit.nn.ManifoldMixup(model)``, mixing at the input or after the first or second hidden layer);
 * GenMix (``mixkit.create_mixer("genmix", density="kde")``): mixed points placed on the
   segment where the class-likelihood ratio is lam, labeled by it; as appendix F the model
   trains on the original batch plus the GenMix points. The paper's GenMix uses a GAN; mixkit's
@@ -31,8 +30,12 @@ import torch.nn.functional as F
 from torch import nn
 
 import mixkit
+from benchmarks.args import SuiteArgs
 from benchmarks.common import log, mean_std, progress
 from benchmarks.models import relu_mlp
+from benchmarks.protocols import image as protocols
+from benchmarks.protocols.base import sibling_results
+from benchmarks.protocols.image import GenmixProtocol
 from benchmarks.report import PAPER_TABLE15, boundary_panel, fmt, md_table
 
 METHODS = ("vanilla", "mixup", "manifold_mixup", "genmix")
@@ -54,21 +57,23 @@ class MLP(nn.Module):
 
 
 def train_one(method: str, x: torch.Tensor, y: torch.Tensor, xv: torch.Tensor, yv: torch.Tensor,
-              xt: torch.Tensor, yt: torch.Tensor, k: int, epochs: int, seed: int) -> dict[str, Any]:
+              xt: torch.Tensor, yt: torch.Tensor, k: int, epochs: int, seed: int,
+              proto: GenmixProtocol) -> dict[str, Any]:
     torch.manual_seed(seed)
-    net = MLP(x.shape[1], k)
+    net = MLP(x.shape[1], k, proto.hidden)
     g = torch.Generator().manual_seed(seed)
     wrapper: Any = None
     mixer: Any = None
     if method == "mixup":
         mixer = mixkit.Mixup(1.0, num_classes=k)
     elif method == "manifold_mixup":
-        wrapper = mixkit.create_mixer("manifold_mixup", model=net, alpha=2.0, num_classes=k,
+        wrapper = mixkit.nn.ManifoldMixup(net, alpha=2.0, num_classes=k,
                                       layers=["input", "body.1", "body.3"], features_layer=None)
     elif method == "genmix":
         mixer = mixkit.create_mixer("genmix", density="kde", alpha=1.0, num_classes=k).fit(x, y)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [epochs // 2, (3 * epochs) // 4], 0.1)
+    marks = [epochs // 2, (3 * epochs) // 4] if proto.milestones is None else list(proto.milestones)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, marks, 0.1)
     best = (-1.0, 0, None)
     n = x.shape[0]
     for e in range(epochs):
@@ -90,14 +95,16 @@ def train_one(method: str, x: torch.Tensor, y: torch.Tensor, xv: torch.Tensor, y
                 loss = F.cross_entropy(net(xs), ys)
             opt.zero_grad()
             loss.backward()
+            if proto.clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), proto.clip_norm)
             opt.step()
         sched.step()
         net.eval()
         with torch.no_grad():
             val = float((net(xv).argmax(1) == yv).float().mean())
-        if val > best[0]:
+        if val > best[0] or (proto.score == "last" and e == epochs - 1):
             best = (val, e + 1, {k_: v.clone() for k_, v in net.state_dict().items()})
-    net.load_state_dict(best[2])
+    net.load_state_dict(best[2])  # "last": the final epoch's parameters
     with torch.no_grad():
         err = 100 * float((net(xt).argmax(1) != yt).float().mean())
     stats = getattr(mixer, "stats", None)
@@ -105,13 +112,14 @@ def train_one(method: str, x: torch.Tensor, y: torch.Tensor, xv: torch.Tensor, y
             "mixer_stats": stats() if callable(stats) else None}
 
 
-def run(quick: bool = False, seeds: int | None = None, out_dir: Path | None = None, smoke: bool = False,
-        **_: Any) -> dict[str, Any]:
+def run(args: SuiteArgs) -> dict[str, Any]:
     from mixkit.datasets import synthetic
 
     t0 = time.perf_counter()
-    n_seeds = seeds or (1 if smoke else 2 if quick else 5)
-    epochs = 3 if smoke else 30 if quick else 100
+    proto = protocols.genmix(args.protocol)
+    quick, smoke, out_dir = args.quick, args.smoke, args.out_dir
+    n_seeds = args.seeds or (1 if smoke else 2 if quick else proto.seeds)
+    epochs = 3 if smoke else 30 if quick else proto.epochs
     n_train = 200 if smoke else 1000
     available: dict[str, str | None] = {}
     for m in ("manifold_mixup", "genmix"):
@@ -134,7 +142,7 @@ def run(quick: bool = False, seeds: int | None = None, out_dir: Path | None = No
             x, y = synthetic.load_synthetic(name, n_train, seed=100 * s + 1)
             xv, yv = synthetic.load_synthetic(name, n_train, seed=100 * s + 2)
             xt, yt = synthetic.load_synthetic(name, n_train, seed=100 * s + 3)
-            out = train_one(method, x, y, xv, yv, xt, yt, 2, epochs, 7 + s)
+            out = train_one(method, x, y, xv, yv, xt, yt, 2, epochs, 7 + s, proto)
             errs.append(out["error"])
             epochs_best.append(out["best_epoch"])
             if s == 0:
@@ -147,9 +155,11 @@ def run(quick: bool = False, seeds: int | None = None, out_dir: Path | None = No
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         figures = [plot(name, nets[name], out_dir) for name in nets]
-    md = markdown(rows, available, n_seeds, epochs, time.perf_counter() - t0, figures)
-    return {"rows": rows, "available": available, "seeds": n_seeds, "epochs": epochs,
-            "figures": figures, "markdown": md}
+    payload = {"protocol": proto.settings(), "rows": rows, "available": available, "seeds": n_seeds,
+               "epochs": epochs, "figures": figures, "meta": {"wall_s": time.perf_counter() - t0}}
+    payload["markdown"] = render(payload, sibling_results(out_dir, proto.name))
+    del payload["meta"]
+    return payload
 
 
 def plot(name: str, nets: dict[str, Any], out_dir: Path) -> str:
@@ -176,16 +186,33 @@ def plot(name: str, nets: dict[str, Any], out_dir: Path) -> str:
     return path.name
 
 
-def render(payload: dict[str, Any]) -> str:
+def render(payload: dict[str, Any], other: dict[str, Any] | None = None) -> str:
     """The report of a finished run (``results.json``), with the current formatting."""
-    return markdown(payload["rows"], payload["available"], payload["seeds"], payload["epochs"],
-                    payload["meta"].get("wall_s", 0.0), payload.get("figures", []))
+    proto = payload["protocol"]
+    head = [f"# GenMix suite, protocol `{proto['name']}`", ""]
+    if other is not None and "protocol" in other:
+        pp, rr = (payload, other) if proto["name"] == "paper" else (other, payload)
+        body = []
+        for d in DATASETS:
+            for m in METHODS:
+                a = next((r for r in pp["rows"] if r["dataset"] == d and r["method"] == m and r["available"]), None)
+                b = next((r for r in rr["rows"] if r["dataset"] == d and r["method"] == m and r["available"]), None)
+                ref = PAPER_TABLE15.get(d, {}).get(m)
+                body.append((DATASETS[d], LABEL[m], fmt(*ref) if ref else "",
+                             fmt(a["mean"], a["std"]) if a else "", fmt(b["mean"], b["std"]) if b else ""))
+        head += ["## Table 15 (error %): paper | ours, paper protocol | ours, rigorous protocol", "",
+                 md_table(["dataset", "method", "paper", "ours, paper protocol", "ours, rigorous protocol"],
+                          body), ""]
+    text = markdown(payload["rows"], payload["available"], payload["seeds"], payload["epochs"],
+                    payload.get("meta", {}).get("wall_s", 0.0), payload.get("figures", []),
+                    "best validation epoch" if proto["score"] == "best_val" else "last epoch")
+    return "\n".join(head) + "\n" + text + "\n\n" + protocols.genmix(proto["name"]).markdown()
 
 
 def markdown(rows: list[dict[str, Any]], available: dict[str, str | None], seeds: int, epochs: int,
-             wall: float, figures: list[str]) -> str:
+             wall: float, figures: list[str], scored: str = "best validation epoch") -> str:
     lines = [f"## Table 15 (synthetic columns): test classification error (%), mean±std over {seeds} seeds",
-             "", f"{epochs} epochs (best validation epoch). Paper: GenMix+GAN; ours: mixkit's GenMix "
+             "", f"{epochs} epochs ({scored}). Paper: GenMix+GAN; ours: mixkit's GenMix "
              "with a KDE density.", ""]
     header = ["method"]
     for d in DATASETS:

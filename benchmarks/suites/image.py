@@ -27,8 +27,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import mixkit
+from benchmarks.args import SuiteArgs
 from benchmarks.common import log, mean_std, progress
 from benchmarks.models import relu_mlp
+from benchmarks.protocols import image as protocols
+from benchmarks.protocols.base import sibling_results
 from benchmarks.report import PAPER_TABLE7, fmt, md_table
 
 METHODS = ("vanilla", "mixup", "mixup+genlabel", "manifold_mixup", "manifold_mixup+genlabel")
@@ -105,15 +108,13 @@ def train_one(method: str, data: dict[str, Any], name: str, epochs: int, seed: i
     model: nn.Module = net
     if method.startswith("manifold_mixup"):
         layers = None if name.startswith("cifar") else ["input", "features.2", "features.5"]
-        model = mixkit.create_mixer("manifold_mixup", model=net, alpha=2.0, num_classes=k,
+        model = mixkit.nn.ManifoldMixup(net, alpha=2.0, num_classes=k,
                                     layers=layers, seed=seed)
     mixer = mixkit.Mixup(1.0, num_classes=k, seed=seed) if method == "mixup" else None
     online = None
     if method in GENLABEL:
-        from mixkit.latent import OnlineGenLabel
-
         gamma, memory = GENLABEL[method]
-        online = OnlineGenLabel(k, memory=memory, gamma=gamma, top_k=2, mixer="mixup", alpha=1.0,
+        online = mixkit.OnlineGenLabel(k, memory=memory, gamma=gamma, top_k=2, mixer="mixup", alpha=1.0,
                                 seed=seed)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, [max(1, epochs // 2), max(1, 3 * epochs // 4)], 0.1)
@@ -153,16 +154,17 @@ def train_one(method: str, data: dict[str, Any], name: str, epochs: int, seed: i
             "relabel": online.stats() if online is not None else None}
 
 
-def run(quick: bool = False, seeds: int | None = None, out_dir: Path | None = None, smoke: bool = False,
-        data_dir: Path | None = None, datasets: list[str] | None = None, **_: Any) -> dict[str, Any]:
+def run(args: SuiteArgs) -> dict[str, Any]:
     t0 = time.perf_counter()
+    proto = protocols.image(args.protocol)
+    quick, smoke, seeds, data_dir, datasets = args.quick, args.smoke, args.seeds, args.data_dir, args.datasets
     if smoke:
         names, n_seeds, epochs = ["digits"], seeds or 1, {"digits": 1}
     elif quick:
         names, n_seeds, epochs = ["digits"], seeds or 1, {"digits": 8}
     else:
-        names, n_seeds = ["digits", "mnist5k", "cifar10", "cifar100"], seeds or 2
-        epochs = {"digits": 40, "mnist5k": 20, "cifar10": 200, "cifar100": 200}
+        names, n_seeds = ["digits", "mnist5k", "cifar10", "cifar100"], seeds or proto.seeds
+        epochs = dict(proto.epochs)
     if datasets:
         names = [n for n in names if n in datasets] or list(datasets)
     available = {}
@@ -192,14 +194,36 @@ def run(quick: bool = False, seeds: int | None = None, out_dir: Path | None = No
                          "epochs": epochs.get(name, 20), "n_train": len(data["y"]),
                          "n_test": len(data["yt"])})
             log(f"[image] {name} {method}: clean {c_m:.2f}±{c_s:.2f}, FGSM {r_m:.2f}±{r_s:.2f}")
-    md = markdown(rows, n_seeds, time.perf_counter() - t0, smoke)
-    return {"rows": rows, "seeds": n_seeds, "epochs": epochs, "markdown": md}
+    payload = {"protocol": proto.settings(), "rows": rows, "seeds": n_seeds, "epochs": epochs,
+               "meta": {"wall_s": time.perf_counter() - t0, "smoke": smoke}}
+    payload["markdown"] = render(payload, sibling_results(args.out_dir, proto.name))
+    del payload["meta"]
+    return payload
 
 
-def render(payload: dict[str, Any]) -> str:
+def render(payload: dict[str, Any], other: dict[str, Any] | None = None) -> str:
     """The report of a finished run (``results.json``), with the current formatting."""
-    smoke = bool(payload.get("meta", {}).get("smoke"))
-    return markdown(payload["rows"], payload["seeds"], payload["meta"].get("wall_s", 0.0), smoke)
+    meta = payload.get("meta", {})
+    name = payload.get("protocol", {}).get("name", "rigorous")
+    head = [f"# Image suite, protocol `{name}`", ""]
+    if other is not None and "protocol" in other:
+        pp, rr = (payload, other) if name == "paper" else (other, payload)
+        ref_key = {"mnist5k": "mnist", "cifar10": "cifar10", "cifar100": "cifar100"}
+        body = []
+        for r in rr["rows"]:
+            if not r.get("available"):
+                continue
+            a = next((q for q in pp["rows"] if q.get("method") == r["method"] and q["dataset"] == r["dataset"]
+                      and q.get("available")), None)
+            ref = PAPER_TABLE7.get(ref_key.get(r["dataset"], ""), {}).get(r["method"])
+            body.append((r["dataset"], r["method"], f"{ref[1]:.2f}" if ref else "",
+                         fmt(a["clean"], a["clean_std"]) + f" ({a['epochs']} ep.)" if a else "",
+                         fmt(r["clean"], r["clean_std"]) + f" ({r['epochs']} ep.)"))
+        head += ["## Table 7 (clean %): paper | ours, paper protocol | ours, rigorous protocol", "",
+                 md_table(["dataset", "method", "paper", "ours, paper protocol", "ours, rigorous protocol"],
+                          body), ""]
+    text = markdown(payload["rows"], payload["seeds"], meta.get("wall_s", 0.0), bool(meta.get("smoke")))
+    return "\n".join(head) + "\n" + text + "\n\n" + protocols.image(name).markdown()
 
 
 def markdown(rows: list[dict[str, Any]], seeds: int, wall: float, smoke: bool) -> str:

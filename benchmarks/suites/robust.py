@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
+from benchmarks.args import SuiteArgs
 from benchmarks.batched import ModelSpec, TrainConfig, train_batched
 from benchmarks.common import log, mean_std, progress
+from benchmarks.protocols import tabular as protocols
+from benchmarks.protocols.base import sibling_results
 from benchmarks.report import PAPER_TABLE6, PAPER_TABLE9, fmt, md_table
 from benchmarks.suites.tabular import (
     MODELS,
@@ -34,6 +37,8 @@ from benchmarks.suites.tabular import (
     shares,
     split_indices,
 )
+from benchmarks.tabular import paper, report, robust_paper
+from benchmarks.tabular.data import official_keys
 
 GAMMAS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 METHODS = ("vanilla", "mixup", "genlabel_gaussian")
@@ -96,12 +101,16 @@ def run_dataset(key: str, ds: Any, model: str, folds: int, epochs: int, seeds: i
             "models_trained": len(specs), "wall_s": time.perf_counter() - t0}
 
 
-def run(quick: bool = False, seeds: int | None = None, out_dir: Path | None = None, smoke: bool = False,
-        data_dir: Path | None = None, datasets: Sequence[str] | None = None,
-        models: Sequence[str] | None = None, device: str = "cpu", **_: Any) -> dict[str, Any]:
+def run(args: SuiteArgs) -> dict[str, Any]:
     t0 = time.perf_counter()
-    models = list(models or (("logreg",) if smoke else ("logreg", "mlp")))
+    proto = protocols.get(args.protocol)
+    quick, smoke, seeds, data_dir, device = args.quick, args.smoke, args.seeds, args.data_dir, args.device
+    models = list(args.models or (("logreg",) if smoke or proto.name == "paper" else proto.models))
     sizes = dataset_sizes(data_dir)
+    if proto.name == "paper":
+        proto = paper.scaled(proto, quick, smoke, seeds)
+        if smoke:
+            proto = replace(proto, attack_steps=5)
     if smoke:
         folds, epochs, n_seeds, gammas, pool = 2, 5, seeds or 1, (0.0, 1.0), 2_000
     elif quick:
@@ -110,22 +119,29 @@ def run(quick: bool = False, seeds: int | None = None, out_dir: Path | None = No
         folds, epochs, n_seeds, gammas, pool = 6, 50, seeds or 3, GAMMAS, 40_000
     plan = []
     for model in models:
-        if datasets:
-            keys = dataset_keys(data_dir, datasets)
+        if args.datasets:
+            keys = dataset_keys(data_dir, args.datasets)
         elif smoke:
-            keys = ["iris"]
+            keys = ["iris"] if proto.name == "rigorous" else ["48"]
+        elif proto.name == "paper":
+            keys = official_keys(data_dir)
+            if quick:
+                keys = [k for k in keys if k in QUICK_DATASETS]
         elif quick:  # the multi-class sets and the paper's Table 1/4/5/8 ones in our cache
             keys = [k for k in QUICK_DATASETS if k in sizes and (model == "logreg" or sizes[k] <= 400)]
         else:
             keys = list(sizes)
         plan += [(model, k) for k in keys]
     rows = []
-    for model, key in progress(plan, desc="robust datasets", leave=True):
-        f = folds if model == "logreg" or smoke else min(folds, 3)
-        row = run_dataset(key, load_dataset(key, data_dir), model, f, epochs, n_seeds, gammas, device, pool)
+    for model, key in progress(plan, desc=f"robust datasets ({proto.name})", leave=True):
+        if proto.name == "paper":
+            row = robust_paper.run_dataset(key, load_dataset(key, data_dir), proto, device)
+        else:
+            f = folds if model == "logreg" or smoke else min(folds, 3)
+            row = run_dataset(key, load_dataset(key, data_dir), model, f, epochs, n_seeds, gammas, device, pool)
         rows.append(row)
         r = row["results"]
-        log(f"[robust] {model} {key}: {row['wall_s']:.1f} s; "
+        log(f"[robust/{proto.name}] {model} {key}: {row['wall_s']:.1f} s; "
             + ", ".join(f"{m} {r[m]['mean']:.1f}" for m in METHODS if m in r))
     summary = {}
     for model in models:
@@ -135,17 +151,80 @@ def run(quick: bool = False, seeds: int | None = None, out_dir: Path | None = No
             m: sum(r["results"][m]["mean"] for r in mrows if m in r["results"]) /
             max(1, sum(m in r["results"] for r in mrows)) for m in METHODS}
     wall = time.perf_counter() - t0
-    md = markdown(rows, summary, models, folds, epochs, n_seeds, wall)
-    return {"rows": rows, "summary": summary, "wall_s": wall, "markdown": md,
-            "settings": {"folds": folds, "epochs": epochs, "seeds": n_seeds, "gammas": list(gammas),
-                         "eps": EPS, "lr": LR, "mix_pool": pool}}
+    settings = ({"folds": proto.folds, "epochs": proto.epochs, "seeds": proto.trials,
+                 "gammas": list(proto.gammas), "eps": f"{proto.attack_eps} x (max - min)", "lr": list(proto.lrs),
+                 "mix_pool": proto.mix_pool, "attack_steps": proto.attack_steps}
+                if proto.name == "paper" else
+                {"folds": folds, "epochs": epochs, "seeds": n_seeds, "gammas": list(gammas),
+                 "eps": EPS, "lr": LR, "mix_pool": pool})
+    payload = {"protocol": proto.settings(), "rows": rows, "summary": summary, "wall_s": wall,
+               "settings": settings, "models": models}
+    payload["markdown"] = render(payload, sibling_results(args.out_dir, proto.name))
+    return payload
 
 
-def markdown(rows: list[dict[str, Any]], summary: dict[str, Any], models: Sequence[str], folds: int,
-             epochs: int, seeds: int, wall: float) -> str:
-    lines = [f"FGSM (L-inf radius {EPS} on standardized features), SGD lr {LR}, momentum 0.9, "
-             f"weight decay 1e-4, batch 128, {epochs} epochs; gamma and epoch chosen by {folds}-fold "
-             f"CV on robust accuracy (every 5 epochs); {seeds} seeds on a fixed 80/20 split.", ""]
+def render(payload: dict[str, Any], other: dict[str, Any] | None = None) -> str:
+    """The report of a finished run (``results.json``), with the current formatting."""
+    proto = payload["protocol"]
+    st = payload["settings"]
+    models = payload.get("models") or list(payload["summary"])
+    lines = [f"# Robust suite, protocol `{proto['name']}`", ""]
+    if other is not None and "protocol" in other:
+        lines += _three_way(payload, other)
+    if proto["name"] == "paper":
+        lines += [f"BoundaryAttack (foolbox {_foolbox_version()}, {st['attack_steps']} steps, L2 radius "
+                  f"{st['eps']} of the standardized training features); CV by robust accuracy over "
+                  f"lr {st['lr']} and gamma {st['gammas']}; {st['seeds']} trials, last epoch.", ""]
+    else:
+        lines += [f"FGSM (L-inf radius {st['eps']} on standardized features), SGD lr {st['lr']}, "
+                  f"momentum 0.9, weight decay 1e-4, batch 128, {st['epochs']} epochs; gamma and epoch "
+                  f"chosen by {st['folds']}-fold CV on robust accuracy (every 5 epochs); {st['seeds']} "
+                  "seeds on a fixed 80/20 split.", ""]
+    lines += [markdown(payload["rows"], payload["summary"], models, payload["wall_s"])]
+    lines += ["", report.protocol_block(payload)]
+    return "\n".join(lines)
+
+
+def _foolbox_version() -> str:
+    try:
+        import foolbox
+
+        return foolbox.__version__
+    except ImportError:  # pragma: no cover
+        return "not installed"
+
+
+def _three_way(payload: dict[str, Any], other: dict[str, Any]) -> list[str]:
+    pp, rr = (payload, other) if payload["protocol"]["name"] == "paper" else (other, payload)
+    by = {name: {r["openml_id"]: r for r in run["rows"] if r["model"] == "logreg"} for name, run in
+          (("paper", pp), ("rigorous", rr))}
+    body = []
+    for oid, ref in PAPER_TABLE6.items():
+        a, b = by["paper"].get(oid), by["rigorous"].get(oid)
+        if a is None and b is None:
+            continue
+        for m in METHODS:
+            ra = a["results"].get(m) if a else None
+            rb = b["results"].get(m) if b else None
+            body.append((oid, METHOD_LABEL[m], fmt(*ref[m]) if m in ref else "",
+                         fmt(ra["mean"], ra["std"]) if ra else "", fmt(rb["mean"], rb["std"]) if rb else ""))
+    share = []
+    for name, run in (("paper", pp), ("rigorous", rr)):
+        s = run["summary"].get("logreg")
+        if s:
+            share.append((name, *(f"{s[b]['higher']:.1f} / {s[b]['on_par']:.1f} / {s[b]['lower']:.1f}"
+                                  for b in ("vanilla", "mixup"))))
+    return ["## Table 6 (robust accuracy %, logistic regression): paper | ours, paper protocol | "
+            "ours, rigorous protocol", "",
+            md_table(["id", "method", "paper", "ours, paper protocol (BoundaryAttack)",
+                      "ours, rigorous protocol (FGSM)"], body) if body else
+            "None of Table 6's datasets is in both runs.", "",
+            md_table(["protocol", "GenLabel (GM) vs vanilla: higher / on par / lower (%)", "vs mixup"], share),
+            ""]
+
+
+def markdown(rows: list[dict[str, Any]], summary: dict[str, Any], models: Sequence[str], wall: float) -> str:
+    lines: list[str] = []
     for model in models:
         mrows = [r for r in rows if r["model"] == model]
         title = "logistic regression (Table 6)" if model == "logreg" else "FC ReLU net, 2x128 (Table 9)"

@@ -18,7 +18,6 @@ Absolute times hold only for the machine in ``meta``; the ratios are the result.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -125,9 +124,8 @@ def markdown(rows: list[dict], summary: dict[str, Any], device: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(quick: bool = False, smoke: bool = False, device: str = "cpu", out_dir: Path | None = None,
-        **_: Any) -> dict:
-    dev = torch.device(device)
+def run(args: Any) -> dict:  # args: benchmarks.args.SuiteArgs
+    quick, smoke, dev = args.quick, args.smoke, torch.device(args.device)
     budget = 0.01 if smoke else 0.05 if quick else 0.2
     rows = mix_rows(dev, budget)
     relabel_case = relabel_vs_matmul(dev, budget)
@@ -145,5 +143,7 @@ def run(quick: bool = False, smoke: bool = False, device: str = "cpu", out_dir: 
 
 
 if __name__ == "__main__":
+    from benchmarks.args import SuiteArgs
+
     torch.set_num_threads(1)
-    print(run(quick=True)["markdown"])
+    print(run(SuiteArgs(quick=True))["markdown"])

@@ -1,44 +1,40 @@
-"""Tabular suite: the OpenML protocol of section 6 / Table 11, Tables 2-5 and 8, Fig. 9.
+"""Tabular suite: the OpenML experiments of section 6 / Table 11, Tables 2-5 and 8, Fig. 9.
 
-For every dataset in the offline cache (``mixkit.datasets.list_datasets``) plus
-scikit-learn's iris and wine, and for logistic regression and the 2-hidden-layer FC ReLU net
-(128 units):
+Two protocols (``--protocol``, settings in :mod:`benchmarks.protocols.tabular`):
 
-1. one stratified train/test split (80/20, fixed per dataset, as the paper's zero-variance
-   generative-classifier rows imply);
-2. ``k``-fold stratified cross-validation on the training part (6 folds, the paper's) picks,
-   per method, the learning rate (Adam, {0.1, 0.01, 0.001, 0.0001}), GenLabel's ``gamma`` in
-   {0, 0.2, ..., 1} and the number of epochs (the epoch of the best mean validation accuracy),
-   features standardized inside each fold;
-3. the chosen configurations are retrained on the whole training part with several seeds
-   and scored on the test split at the chosen epoch.
+* ``paper`` (:mod:`benchmarks.tabular.paper`): the official code's procedure on the
+  official list's datasets we hold (OpenML's own files and the rebuilt ones), logistic
+  regression, independent runs, last epoch;
+* ``rigorous`` (:mod:`benchmarks.tabular.rigorous`): the harness's procedure on every
+  dataset held, logistic regression and the 2x128 FC ReLU net.
 
 Methods: vanilla, mixup, mixup excluding manifold intrusion (mixkit ``ExcludeIntrusion``),
-generative classifier (mixkit ``Gaussian``), mixup+GenLabel with a Gaussian, with a KDE
-(mixkit's ``"kde"`` density), and with the density chosen by cross-validation (GenLabel (CV)).
-All models of one dataset and phase (folds x learning rates x gammas x methods, then seeds x
-methods) are trained together as one batched model (:mod:`benchmarks.batched`).
-
-Reported: a per-dataset table (Tables 4/5 style), the paper's numbers beside ours where the
-dataset is in the paper's tables, and the win/tie/loss shares of Table 3 (0.5% threshold)
-and Table 2 (0% threshold), on all datasets and on those the generative model fits (> 95%
-training accuracy, the paper's selection rule).
+generative classifier (mixkit ``Gaussian``), mixup+GenLabel with a Gaussian, with a KDE,
+and with the density chosen by cross-validation (GenLabel (CV)); every model of a dataset
+and phase trains in one batched run (:mod:`benchmarks.batched`). Reported: Table 3's
+win/tie/loss shares (0.5-point threshold) and Table 2's (0%) on the official-list datasets,
+on all datasets and on the multi-class ones, beside the paper's and the other protocol's
+(:mod:`benchmarks.tabular.report`), and per-dataset tables (Tables 4/5 style).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import multiprocessing
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import torch
-
-import mixkit
-from benchmarks.batched import ModelSpec, Stream, TrainConfig, TrainResult, train_batched
-from benchmarks.common import log, mean_std, progress
+from benchmarks.args import SuiteArgs
+from benchmarks.common import log, progress, set_progress, set_threads
+from benchmarks.protocols import tabular as protocols
+from benchmarks.protocols.base import sibling_results
+from benchmarks.protocols.tabular import TabularProtocol
 from benchmarks.report import (
     PAPER_TABLE1,
     PAPER_TABLE2,
@@ -48,10 +44,21 @@ from benchmarks.report import (
     fmt,
     md_table,
 )
+from benchmarks.tabular import paper, report
+from benchmarks.tabular.data import (  # noqa: F401 (re-exported for the robust suite)
+    TEST_FRACTION,
+    collections,
+    dataset_keys,
+    dataset_sizes,
+    load_dataset,
+    make_density,
+    make_stream,
+    official_keys,
+    split_indices,
+)
+from benchmarks.tabular.rigorous import MODELS, Settings, pick, run_dataset, settings_for  # noqa: F401
+from benchmarks.tabular.stats import fits, shares, subsets, table3  # noqa: F401 (shares: robust)
 
-LRS = (0.1, 0.01, 0.001, 0.0001)
-GAMMAS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-DENSITIES = ("gaussian", "kde")
 METHODS = ("vanilla", "mixup", "mixup_exclude_mi", "generative_classifier", "genlabel_gaussian",
            "genlabel_kde", "genlabel_cv")
 METHOD_LABEL = {
@@ -59,365 +66,110 @@ METHOD_LABEL = {
     "generative_classifier": "Gen. classifier (GM)", "genlabel_gaussian": "GenLabel (GM)",
     "genlabel_kde": "GenLabel (KDE)", "genlabel_cv": "GenLabel (CV)",
 }
-MODELS = {"logreg": (), "mlp": (128, 128)}
 #: the quick mode runs the datasets with at most this many rows (logistic regression / FC net)
 QUICK_MAX_ROWS = {"logreg": 1000, "mlp": 400}
-TEST_FRACTION = 0.2
 
 
-@dataclass
-class Settings:
-    """One protocol: folds, epochs, grids, seeds, model widths."""
-
-    folds: int = 6
-    epochs: int = 100
-    lrs: tuple[float, ...] = LRS
-    gammas: tuple[float, ...] = GAMMAS
-    seeds: int = 5
-    densities: tuple[str, ...] = DENSITIES
-    batch_size: int = 128
-    hidden: tuple[int, ...] = ()
-    mix_pool: int | None = 40_000  # distinct mixed points per stream (see benchmarks.batched)
-    kde_max_points: int | None = 1000  # KDE points kept per class (mixkit's max_points_per_class)
-    device: str = "cpu"
-
-
-def settings_for(model: str, quick: bool, smoke: bool, seeds: int | None, device: str) -> Settings:
-    hidden = MODELS[model]
-    if smoke:
-        return Settings(folds=2, epochs=3, lrs=(0.01,), gammas=(0.0, 1.0), seeds=seeds or 1,
-                        hidden=hidden, mix_pool=2000, kde_max_points=100, device=device)
-    if quick:
-        if model == "mlp":
-            return Settings(folds=3, epochs=20, lrs=(0.01, 0.001), gammas=(0.0, 0.5, 1.0),
-                            seeds=seeds or 2, hidden=hidden, mix_pool=20_000, kde_max_points=500,
-                            device=device)
-        return Settings(folds=3, epochs=40, seeds=seeds or 2, hidden=hidden, mix_pool=20_000,
-                        kde_max_points=500, device=device)
-    if model == "mlp":
-        # the FC net costs ~100x logistic regression per model: a lighter grid (3 folds, 2
-        # learning rates, gamma in {0, 0.5, 1}, 30 epochs: CV picks epochs < 15 on most sets)
-        return Settings(folds=3, epochs=30, lrs=(0.01, 0.001), gammas=(0.0, 0.5, 1.0),
-                        seeds=seeds or 3, hidden=hidden, device=device)
-    return Settings(seeds=seeds or 3, hidden=hidden, device=device)
-
-
-# ------------------------------------------------------------------ datasets
-
-
-def dataset_sizes(data_dir: Path | None) -> dict[str, int]:
-    """Rows of every dataset the suite knows, by key: ``iris``, ``wine``, then every cached
-    record (OpenML id, or ``collection/name`` for the other collections)."""
-    from mixkit.datasets import list_datasets
-
-    sizes = {"iris": 150, "wine": 178}
-    for r in list_datasets(data_dir):
-        if r.get("collection") in ("", "openml") and r.get("openml_id") is not None:
-            sizes[str(r["openml_id"])] = int(r["n"])
-        else:
-            sizes[f"{r['collection']}/{r['name']}"] = int(r["n"])
-    return sizes
-
-
-def dataset_keys(data_dir: Path | None, names: Sequence[str] | None) -> list[str]:
-    """Keys of the datasets to run (all, or those in ``names``), in a fixed order."""
-    keys = list(dataset_sizes(data_dir))
-    if names:
-        wanted = [str(n) for n in names]
-        missing = [w for w in wanted if w not in keys]
-        if missing:
-            raise ValueError(f"unknown datasets {missing}; known: {keys}")
-        keys = [k for k in keys if k in wanted]
+def plan_keys(args: SuiteArgs, proto: TabularProtocol, model: str) -> list[str]:
+    """The datasets a run covers: ``--datasets``, the smoke/quick subsets, or the protocol's."""
+    if args.datasets:
+        return dataset_keys(args.data_dir, args.datasets)
+    if args.smoke:
+        return ["iris", "multiclass/crabs"] if proto.name == "rigorous" else ["48", "1499"]
+    keys = official_keys(args.data_dir) if proto.datasets == "official" else list(dataset_sizes(args.data_dir))
+    if args.quick:
+        sizes = dataset_sizes(args.data_dir)
+        keys = [k for k in keys if sizes[k] <= QUICK_MAX_ROWS[model]]
     return keys
 
 
-def load_dataset(key: str, data_dir: Path | None) -> Any:
-    from mixkit.datasets import load_openml, load_sklearn
-
-    if key in ("iris", "wine"):
-        return load_sklearn(key)
-    return load_openml(int(key) if key.isdigit() else key, data_dir, fetch=False)
-
-
-def split_indices(y: torch.Tensor, seed: int, test_fraction: float = TEST_FRACTION,
-                  folds: int = 6) -> tuple[torch.Tensor, torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-    """Stratified train/test split and stratified k folds of the training part."""
-    import numpy as np
-    from sklearn.model_selection import StratifiedKFold, train_test_split
-
-    idx = np.arange(len(y))
-    yn = y.numpy()
-    train, test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=yn)
-    train.sort()
-    test.sort()
-    skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    fold_list = [(torch.as_tensor(train[a]), torch.as_tensor(train[b]))
-                 for a, b in skf.split(train, yn[train])]
-    return torch.as_tensor(train), torch.as_tensor(test), fold_list
-
-
-def make_density(key: str, kde_max_points: int | None = None) -> mixkit.Density:
-    if key == "kde" and kde_max_points is not None:
-        return mixkit.create_density("kde", max_points_per_class=kde_max_points)
-    return mixkit.create_density(key)
-
-
-def make_stream(x: torch.Tensor, y: torch.Tensor, train_idx: torch.Tensor,
-                eval_idx: dict[str, torch.Tensor], seed: int, densities: Sequence[str],
-                exclude: bool, failures: dict[str, str], like: Stream | None = None,
-                kde_max_points: int | None = None) -> Stream:
-    """Standardize on ``train_idx``; fit GenLabel per density and ExcludeIntrusion there
-    (or reuse those of ``like``, a stream with the same training rows)."""
-    from mixkit.datasets import standardize
-
-    if like is not None:
-        return Stream(like.x, y, train_idx, {k: (like.x[v], y[v]) for k, v in eval_idx.items()},
-                      seed, like.genlabels, like.exclude)
-    _, xs = standardize(x[train_idx], x)
-    xt, yt = xs[train_idx], y[train_idx]
-    gls: dict[str, mixkit.GenLabel] = {}
-    for key in densities:
-        if key in failures:
-            continue
-        try:
-            gls[key] = mixkit.GenLabel(make_density(key, kde_max_points), gamma=1.0).fit(xt, yt)
-        except (mixkit.UnknownComponentError, ValueError, RuntimeError) as exc:
-            failures[key] = f"{type(exc).__name__}: {exc}"
-    excl = mixkit.ExcludeIntrusion().fit(xt, yt) if exclude else None
-    return Stream(xs, y, train_idx, {k: (xs[v], y[v]) for k, v in eval_idx.items()}, seed, gls, excl)
-
-
-# ------------------------------------------------------------------ selection
-
-
-def curve_of(res: TrainResult, name: str, members: Sequence[int], robust: bool = False) -> torch.Tensor:
-    hist = (res.robust if robust else res.clean)[name]
-    return hist[list(members)].mean(0)
-
-
-def pick(res: TrainResult, configs: dict[Any, list[int]], name: str = "val",
-         robust: bool = False) -> tuple[Any, int, float]:
-    """The config whose fold-mean validation curve peaks highest (ties: larger area under the
-    curve), its best epoch and score."""
-    best = None
-    epochs = res.robust_epochs if robust else res.eval_epochs
-    for cfg, members in configs.items():
-        curve = curve_of(res, name, members, robust)
-        key = (round(float(curve.max()), 10), float(curve.mean()))
-        if best is None or key > best[0]:
-            best = (key, cfg, epochs[int(curve.argmax())])
-    assert best is not None
-    return best[1], best[2], best[0][0]
-
-
-def config_specs(stream: int, init_seed: int, densities: Sequence[str],
-                 st: Settings) -> list[tuple[str, Any, ModelSpec | None]]:
-    """Every (family, config, spec) of the grid on one stream. GenLabel's gamma = 0 is mixup:
-    its entries carry ``None`` and reuse the mixup model of the same learning rate."""
-    out: list[tuple[str, Any, ModelSpec | None]] = []
-    for lr in st.lrs:
-        out.append(("vanilla", lr, ModelSpec(stream, "vanilla", lr, init_seed=init_seed)))
-        out.append(("mixup", lr, ModelSpec(stream, "mixup", lr, init_seed=init_seed)))
-        out.append(("mixup_exclude_mi", lr, ModelSpec(stream, "exclude", lr, init_seed=init_seed)))
-        for d in densities:
-            for gm in st.gammas:
-                spec = None if gm == 0 else ModelSpec(stream, "genlabel", lr, gamma=gm, density=d,
-                                                      init_seed=init_seed)
-                out.append((f"genlabel_{d}", (lr, gm), spec))
-    return out
-
-
-def add_grid(specs: list[ModelSpec], members: dict[str, dict[Any, list[int]]],
-             grid: list[tuple[str, Any, ModelSpec | None]]) -> None:
-    mixup_at: dict[float, int] = {}
-    for fam, cfg_key, spec in grid:
-        if spec is None:  # gamma 0: the mixup model of this learning rate
-            idx = mixup_at[cfg_key[0]]
-        else:
-            idx = len(specs)
-            specs.append(spec)
-            if fam == "mixup":
-                mixup_at[cfg_key] = idx
-        members.setdefault(fam, {}).setdefault(cfg_key, []).append(idx)
-
-
-def chosen_spec(fam: str, cfg_key: Any, stream: int, init_seed: int) -> ModelSpec:
-    if fam.startswith("genlabel_"):
-        lr, gm = cfg_key
-        return ModelSpec(stream, "genlabel", lr, gamma=gm, density=fam.removeprefix("genlabel_"),
-                         init_seed=init_seed)
-    method = {"vanilla": "vanilla", "mixup": "mixup", "mixup_exclude_mi": "exclude"}[fam]
-    return ModelSpec(stream, method, cfg_key, init_seed=init_seed)
-
-
-# ------------------------------------------------------------------ one dataset
-
-
-def run_dataset(key: str, ds: Any, model: str, st: Settings, split_seed: int = 0) -> dict[str, Any]:
-    """Cross-validate, retrain with seeds, test; see the module docstring.
-
-    Logistic regression trains the folds and the seeds' full-training-set models (every
-    configuration) in one batched run: per-model cost is tiny and one run halves the Python
-    overhead; the FC net trains the folds first, then only the chosen configurations.
-    """
+def run(args: SuiteArgs) -> dict[str, Any]:
     t0 = time.perf_counter()
-    x, y, k = ds.x.float(), ds.y.long(), int(ds.num_classes)
-    train, test, folds = split_indices(y, split_seed, folds=st.folds)
-    failures: dict[str, str] = {}
-    cfg = TrainConfig(epochs=st.epochs, batch_size=st.batch_size, optimizer="adam",
-                      weight_decay=1e-4, hidden=st.hidden, mix_pool=st.mix_pool, device=st.device)
-    folds_s = [make_stream(x, y, tr, {"val": va}, 1000 + f, st.densities, True, failures,
-                           kde_max_points=st.kde_max_points) for f, (tr, va) in enumerate(folds)]
-    dens = [d for d in st.densities if d not in failures]
-    first = make_stream(x, y, train, {"test": test}, 2000, dens, True, failures,
-                        kde_max_points=st.kde_max_points)
-    dens = [d for d in dens if d not in failures]
-    finals = [first] + [make_stream(x, y, train, {"test": test}, 2000 + s, dens, True, failures,
-                                    like=first) for s in range(1, st.seeds)]
-    for s_ in folds_s + finals:  # a density that failed on some stream is dropped everywhere
-        s_.genlabels = {d: g for d, g in s_.genlabels.items() if d in dens}
-
-    specs: list[ModelSpec] = []
-    cv_members: dict[str, dict[Any, list[int]]] = {}
-    for f in range(len(folds_s)):
-        add_grid(specs, cv_members, config_specs(f, 1000 + f, dens, st))
-    merged = st.hidden == ()
-    n_models = 0
-    if merged:
-        final_members: dict[str, dict[Any, list[int]]] = {}
-        for s in range(st.seeds):
-            add_grid(specs, final_members, config_specs(len(folds_s) + s, 2000 + s, dens, st))
-        res = train_batched(folds_s + finals, specs, cfg, k, desc=f"{key} {model}")
-        chosen = {fam: pick(res, c) for fam, c in cv_members.items()}
-        test_hist = {fam: res.clean["test"][final_members[fam][chosen[fam][0]]] for fam in chosen}
-        stats = [res.stats]
-        n_models = len(specs)
-        final_epochs = res.eval_epochs
-    else:
-        res1 = train_batched(folds_s, specs, cfg, k, desc=f"{key} {model} CV")
-        chosen = {fam: pick(res1, c) for fam, c in cv_members.items()}
-        specs2: list[ModelSpec] = []
-        members2: dict[str, list[int]] = {}
-        for s in range(st.seeds):
-            for fam, (cfg_key, _, _) in chosen.items():
-                members2.setdefault(fam, []).append(len(specs2))
-                specs2.append(chosen_spec(fam, cfg_key, s, 2000 + s))
-        res2 = train_batched(finals, specs2, cfg, k, desc=f"{key} {model} final")
-        test_hist = {fam: res2.clean["test"][members2[fam]] for fam in chosen}
-        stats = [res1.stats, res2.stats]
-        n_models = len(specs) + len(specs2)
-        final_epochs = res2.eval_epochs
-
-    out: dict[str, Any] = {}
-    for fam, (cfg_key, epoch, score) in chosen.items():
-        hist = test_hist[fam]
-        accs = (100 * hist[:, final_epochs.index(epoch)]).tolist()
-        m, s_ = mean_std(accs)
-        lr, gm = (cfg_key if isinstance(cfg_key, tuple) else (cfg_key, None))
-        out[fam] = {"mean": m, "std": s_, "accs": accs, "lr": lr, "gamma": gm, "epoch": epoch,
-                    "cv_acc": 100 * score, "last_epoch_mean": float(100 * hist[:, -1].mean()),
-                    "oracle_best_epoch_mean": float(100 * hist.max(1).values.mean())}
-    gl = [f"genlabel_{d}" for d in dens]
-    if gl:
-        best_fam = max(gl, key=lambda f: (round(out[f]["cv_acc"], 8), -gl.index(f)))
-        out["genlabel_cv"] = {**out[best_fam], "density": best_fam.removeprefix("genlabel_")}
-
-    # generative classifier (no training) and how well the densities fit (the paper's filter)
-    xtr, ytr = first.x[train], y[train]
-    xte, yte = first.evals["test"]
-    gen_fit = {}
-    for d, glab in first.genlabels.items():
-        gen_fit[d] = float(100 * (glab.density.log_prob(xtr).argmax(1) == ytr).float().mean())
-        if d == "gaussian":
-            acc = float(100 * (glab.density.log_prob(xte).argmax(1) == yte).float().mean())
-            out["generative_classifier"] = {"mean": acc, "std": 0.0, "accs": [acc]}
-    relabel = [r for st_ in stats for r in st_["relabel"]]
-    changed = {d: sum(r[d]["changed"] for r in relabel) / max(1, sum(r[d]["samples"] for r in relabel))
-               for d in dens}
-    fallback = {d: sum(r[d]["fallback"] for r in relabel) for d in dens}
-    excluded = [v for st_ in stats for v in st_["excluded_share"]]
-    return {
-        "dataset": key, "name": ds.name, "openml_id": ds.openml_id, "n": len(y), "d": x.shape[1],
-        "k": k, "model": model, "results": out, "generative_train_acc": gen_fit,
-        "density_failures": failures, "relabel_top1_changed_share": changed,
-        "relabel_fallback_rows": fallback,
-        "excluded_share": sum(excluded) / max(1, len(excluded)),
-        "models_trained": n_models,
-        "wall_s": time.perf_counter() - t0,
-        "train_s": sum(s_["train_s"] for s_ in stats),
-        "schedule_s": sum(s_["schedule_s"] for s_ in stats),
-        "relabel_s": sum(s_["relabel_s"] for s_ in stats),
-        "exclude_s": sum(s_["exclude_s"] for s_ in stats),
-    }
-
-
-# ------------------------------------------------------------------ statistics
-
-
-def shares(rows: Sequence[dict[str, Any]], ours: str, base: str, threshold: float) -> dict[str, Any]:
-    """% of datasets where ``ours`` beats ``base`` by more than ``threshold`` points, is within
-    it, or loses by more (threshold 0: exact ties are on par)."""
-    diffs = []
-    for r in rows:
-        res = r["results"]
-        if ours in res and base in res:
-            diffs.append(res[ours]["mean"] - res[base]["mean"])
-    n = len(diffs)
-    if threshold > 0:
-        hi = sum(d > threshold for d in diffs)
-        lo = sum(d < -threshold for d in diffs)
-    else:
-        hi = sum(d > 1e-9 for d in diffs)
-        lo = sum(d < -1e-9 for d in diffs)
-    pct = (lambda c: 100.0 * c / n) if n else (lambda c: float("nan"))
-    return {"n": n, "higher": pct(hi), "on_par": pct(n - hi - lo), "lower": pct(lo),
-            "mean_diff": (sum(diffs) / n) if n else float("nan")}
-
-
-def fits(r: dict[str, Any]) -> bool:
-    """The paper's dataset filter: some generative model has > 95% training accuracy."""
-    return any(v > 95.0 for v in r["generative_train_acc"].values())
-
-
-# ------------------------------------------------------------------ suite entry point
-
-
-def run(quick: bool = False, seeds: int | None = None, out_dir: Path | None = None, smoke: bool = False,
-        data_dir: Path | None = None, datasets: Sequence[str] | None = None,
-        models: Sequence[str] | None = None, device: str = "cpu", **_: Any) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    models = list(models or (("logreg",) if smoke else ("logreg", "mlp")))
-    sizes = dataset_sizes(data_dir)
-    rows: list[dict[str, Any]] = []
-    plan: list[tuple[str, str]] = []
-    for model in models:
-        if datasets:
-            keys = dataset_keys(data_dir, datasets)
-        elif smoke:
-            keys = ["iris", "multiclass/crabs"]
-        elif quick:
-            keys = [k for k, n in sizes.items() if n <= QUICK_MAX_ROWS[model]]
-        else:
-            keys = list(sizes)
-        plan += [(model, k) for k in keys]
-    settings = {m: settings_for(m, quick, smoke, seeds, device) for m in models}
-    bar = progress(plan, desc="tabular datasets", leave=True)
-    for model, key in bar:
-        bar.set_postfix_str(f"{model} {key}")
-        ds = load_dataset(key, data_dir)
-        row = run_dataset(key, ds, model, settings[model])
-        rows.append(row)
-        res = row["results"]
-        log(f"[tabular] {model} {key} ({row['n']}x{row['d']}, k={row['k']}): {row['wall_s']:.1f} s; "
-            + ", ".join(f"{m} {res[m]['mean']:.1f}" for m in METHODS if m in res))
+    proto = protocols.get(args.protocol)
+    models = list(args.models or (("logreg",) if args.smoke else proto.models))
+    coll = collections(args.data_dir)
+    plan = [(model, k) for model in models for k in plan_keys(args, proto, model)]
+    settings = {m: settings_for(m, args.quick, args.smoke, args.seeds, args.device) for m in models}
+    if proto.name == "paper":
+        proto = paper.scaled(proto, args.quick, args.smoke, args.seeds)
+    done = resumable(args.out_dir, proto)
+    todo = [(m, k) for m, k in plan if (m, k) not in done]  # the rest a stopped run finished
+    job = partial(_one_dataset, args.data_dir, proto, settings, coll, args.device)
+    finished: dict[tuple[str, str], dict[str, Any]] = dict(done)
+    bar = progress(total=len(todo), desc=f"tabular datasets ({proto.name})", leave=True)
+    with _pool(args.workers) as pool:
+        for row in (pool.map(job, todo) if pool is not None else map(job, todo)):
+            finished[row["model"], row["dataset"]] = row
+            bar.update()
+            if args.out_dir is not None:  # a long run keeps what it finished if it is stopped
+                args.out_dir.mkdir(parents=True, exist_ok=True)
+                with open(args.out_dir / PARTIAL, "a", encoding="utf-8") as f:
+                    f.write(json.dumps({**row, "_protocol": proto.settings()}) + "\n")
+            res = row["results"]
+            log(f"[tabular/{proto.name}] {row['model']} {row['dataset']} ({row['n']}x{row['d']}, "
+                f"k={row['k']}): {row['wall_s']:.1f} s; "
+                + ", ".join(f"{m} {res[m]['mean']:.1f}" for m in METHODS if m in res))
+    bar.close()
+    rows = [finished[mk] for mk in plan]
     wall = time.perf_counter() - t0
     summary = summarize(rows, models)
-    figures = []
-    if out_dir is not None and rows:
-        figures = plot_gain_histograms(rows, models, out_dir)
-    md = markdown(rows, summary, models, settings, wall, figures)
-    return {"rows": rows, "summary": summary, "settings": {m: vars(s) for m, s in settings.items()},
-            "wall_s": wall, "figures": figures, "markdown": md}
+    official = set(official_keys(args.data_dir))
+    groups = {m: {name: table3(rs) for name, rs in subsets([r for r in rows if r["model"] == m],
+                                                           official).items()} for m in models}
+    figures = plot_gain_histograms(rows, models, args.out_dir) if args.out_dir is not None and rows else []
+    payload = {"protocol": proto.settings(), "rows": rows, "summary": summary, "table3_groups": groups,
+               "settings": {m: vars(s) for m, s in settings.items()}, "wall_s": wall,
+               "figures": figures, "quick": args.quick, "smoke": args.smoke}
+    payload["markdown"] = render(payload, sibling_results(args.out_dir, proto.name))
+    if args.out_dir is not None:
+        (args.out_dir / PARTIAL).unlink(missing_ok=True)
+    return payload
+
+
+PARTIAL = "rows.partial.jsonl"
+
+
+def _one_dataset(data_dir: Path | None, proto: TabularProtocol, settings: dict[str, Settings],
+                 coll: dict[str, str], device: str, job: tuple[str, str]) -> dict[str, Any]:
+    model, key = job
+    ds = load_dataset(key, data_dir)
+    if proto.name == "paper":
+        row = paper.run_dataset(key, ds, proto, device)
+    else:
+        row = run_dataset(key, ds, model, settings[model])
+    row["collection"] = coll.get(key, "")
+    return row
+
+
+@contextmanager
+def _pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """``workers`` processes (one torch thread each, no progress bars), or ``None`` for one."""
+    if workers <= 1:
+        yield None
+        return
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+        yield pool
+
+
+def _worker_init() -> None:
+    set_threads(1)
+    set_progress(False)
+
+
+def resumable(out_dir: Path | None, proto: TabularProtocol) -> dict[tuple[str, str], dict[str, Any]]:
+    """Rows a stopped run of the same protocol settings left in ``out_dir`` (one JSON line
+    per finished dataset): rerunning the command resumes instead of starting over."""
+    path = None if out_dir is None else out_dir / PARTIAL
+    if path is None or not path.is_file():
+        return {}
+    want = proto.settings()
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row.pop("_protocol", None) == want:
+            out[row["model"], row["dataset"]] = row
+    return out
 
 
 def summarize(rows: Sequence[dict[str, Any]], models: Sequence[str]) -> dict[str, Any]:
@@ -581,12 +333,21 @@ def _epoch_sensitivity(mrows: Sequence[dict[str, Any]]) -> list[str]:
             f"row moves accuracy by more than the 0.5-point threshold on most datasets.", ""]
 
 
-def render(payload: dict[str, Any]) -> str:
+def render(payload: dict[str, Any], other: dict[str, Any] | None = None) -> str:
     """The report of a finished run (``results.json``), with the current formatting."""
+    for run in (payload, other):
+        if run is not None and "table3_groups" not in run:  # a run from before the protocols
+            coll, official = collections(None), set(official_keys(None))
+            rows = [{**r, "collection": r.get("collection") or coll.get(r["dataset"], "")} for r in run["rows"]]
+            run["table3_groups"] = {m: {n: table3(rs) for n, rs in subsets(
+                [r for r in rows if r["model"] == m], official).items()} for m in run["settings"]}
+    head = report.header(payload, other)
+    if payload["protocol"]["name"] == "paper":
+        return head + report.paper_body(payload)
     models = list(payload["settings"])
     settings = {m: Settings(**v) for m, v in payload["settings"].items()}
-    return markdown(payload["rows"], payload["summary"], models, settings, payload["wall_s"],
-                    payload.get("figures", []))
+    return head + markdown(payload["rows"], payload["summary"], models, settings, payload["wall_s"],
+                           payload.get("figures", [])) + "\n\n" + report.protocol_block(payload)
 
 
 def _paper_comparison(mrows: Sequence[dict[str, Any]], model: str) -> list[str]:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 import mixkit
+from benchmarks.args import SuiteArgs
 from benchmarks.common import progress
 from benchmarks.report import PAPER_THEORY, fmt, md_table
 
@@ -407,8 +408,8 @@ def _plot_fig6(batch: mixkit.MixedBatch, top_mix: torch.Tensor, top_gen: torch.T
 # ------------------------------------------------------------------ suite entry point
 
 
-def run(quick: bool = False, seeds: int = 1, out_dir: Path | None = None, smoke: bool = False,
-        **_: Any) -> dict[str, Any]:
+def run(args: SuiteArgs) -> dict[str, Any]:
+    quick, smoke, out_dir = args.quick, args.smoke, args.out_dir
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     steps = ["Proposition 1", "Example 1", "Example 3", "Fig. 6"]
