@@ -391,8 +391,9 @@ def on_device(
         raise TypeError(f"mix must be a MixCollate, a callable (x, y) -> (x, y) or None, got {type(mix).__name__}")
     try:
         device = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device must be a torch.device or a name such as 'cuda:0', got {device!r}: {err}") from None
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be a torch.device or a name such as 'cuda', 'cuda:0', 'cpu', got {device!r}") \
+            from None
     if non_blocking is None:
         non_blocking = bool(getattr(loader, "pin_memory", False)) and device.type == "cuda"
     collate = mix if isinstance(mix, MixCollate) else None

@@ -14,6 +14,7 @@ from mixkit._validation import (
     as_class_ids,
     as_tensor,
     check_batch,
+    check_float_dtype,
     check_int,
     check_positive,
     check_range,
@@ -287,7 +288,8 @@ class GenLabel(nn.Module):
         """The generative label ``y_gen`` ``(B, K)`` of inputs ``x`` and a ``(B,)`` bool mask
         ``dead`` of rows with no finite log-density (their ``y_gen`` row is uniform: the
         density cannot say; GenLabel keeps the labels so far there). Never NaN."""
-        y_gen, alive = self._posterior(x, dtype)
+        # an integer dtype would truncate every probability to 0
+        y_gen, alive = self._posterior(as_tensor(x, "x"), check_float_dtype("dtype", dtype))
         return y_gen, ~alive[:, 0]
 
     def forward(self, batch: MixedBatch) -> MixedBatch:
