@@ -30,8 +30,8 @@ def _batch(n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_finding_2_column_ids_give_the_labels_and_the_logistic_label():
     x, y = _batch()
-    col = mixkit.Mixup(num_classes=K, seed=0)(x, y[:, None], lam=0.3)
-    flat = mixkit.Mixup(num_classes=K, seed=0)(x, y, lam=0.3)
+    col = mixkit.Mixup(num_classes=K, seed=0)(x, y[:, None])
+    flat = mixkit.Mixup(num_classes=K, seed=0)(x, y)
     assert torch.equal(col.labels, y)
     torch.testing.assert_close(mixkit.LogisticLabel(0.5)(col).y, mixkit.LogisticLabel(0.5)(flat).y)
 
@@ -52,7 +52,7 @@ def test_finding_8_num_classes_must_be_an_integer():
 
 def test_finding_8_soft_labels_slightly_off_come_out_normalised():
     x, _ = _batch(4)
-    out = mixkit.Mixup(seed=0)(x, torch.tensor([[0.5, 0.5009, 0.0]] * 4), lam=1.0)
+    out = mixkit.Mixup(seed=0)(x, torch.tensor([[0.5, 0.5009, 0.0]] * 4))
     torch.testing.assert_close(out.y.sum(1), torch.ones(4), rtol=0, atol=1e-7)
 
 
