@@ -45,7 +45,8 @@ from mixkit import (
     register_plugin,
 )
 from mixkit.diagnosis import DataFileError, read_data
-from mixkit.nn import ManifoldMixup, OnlineGenLabel, frozen_features
+from mixkit.integrations.lightning import mix_batch
+from mixkit.nn import FeatureGenMix, ManifoldMixup, OnlineGenLabel, frozen_features
 from mixkit.registry import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,6 +123,8 @@ ERRORS = [
     ("choice-nested", lambda: MixChoice([MixChoice(["mixup"])]), TypeError, r"use it on its own"),
     ("choice-genmix", lambda: MixChoice([GenMix(Gaussian())]), TypeError, r"use it on its own"),
     ("choice-int", lambda: MixChoice([42]), TypeError, r"mixer names or mixkit.Mixer"),
+    ("choice-K-conflict", lambda: MixChoice([Mixup(num_classes=2), "cutmix"], num_classes=K), ValueError,
+     r"Mixup has num_classes=2 but num_classes=3"),
     # -- MixCollate / dict batches / on_device (regression: empty list, relabel output, on_device) --
     ("collate-empty-list", lambda: MixCollate(num_classes=K)([]), ValueError, r"empty list of samples"),
     ("collate-relabel-none", lambda: MixCollate(num_classes=K, relabel=lambda b: None)(SAMPLES), TypeError,
@@ -228,6 +231,9 @@ ERRORS = [
     ("genmix-dataset-lam", lambda: genmix_dataset(fitted(), X, Y, 4, lam=float("nan")), ValueError, r"lam"),
     # -- model side (regression: frozen_features type, OnlineGenLabel class count) --------
     ("frozen-int", lambda: frozen_features(5), TypeError, r"frozen_features takes a trained nn.Module"),
+    ("feature-genmix-0-rows", lambda: FeatureGenMix(nn.Linear(D, K), num_classes=K).fit(X, Y).train().mix(
+        X[:0], Y[:0]), ValueError, r"non-empty batch"),
+    ("lightning-mix-int", lambda: mix_batch((X[:8], Y[:8]), 5), TypeError, r"mix must be a MixCollate"),
     ("manifold-not-module", lambda: ManifoldMixup(lambda x: x), TypeError, r"wraps an nn.Module"),
     ("manifold-bad-layer", lambda: ManifoldMixup(net(), num_classes=K, layers=["nope"]), ValueError,
      r"no submodule 'nope'"),
