@@ -118,7 +118,8 @@ def to_soft_labels(
     summing to 1 within 1e-3. Soft rows are renormalised to sum to 1 exactly.
     """
     y = as_tensor(y, "labels")
-    if y.ndim == 2 and y.shape[1] != 1:  # (B, 1) is a column of ids, not one-class soft labels
+    # (B, 1) is a column of ids, not one-class soft labels, unless there is only one class
+    if y.ndim == 2 and (y.shape[1] != 1 or (num_classes == 1 and y.is_floating_point())):
         if num_classes is not None and y.shape[1] != num_classes:
             raise ValueError(f"soft labels have {y.shape[1]} columns but num_classes={num_classes}")
         y = y.to(dtype)

@@ -69,7 +69,6 @@ def test_mixup_outputs_are_convex_mixes(batch, kind, alpha):
 @given(labelled_batch(min_b=1, spatial=True), st.booleans())
 def test_cutmix_lam_is_the_area_kept(batch, per_sample):
     x, y, k, seed = batch
-    assume(x.dtype != torch.uint8 or True)
     out = mixkit.CutMix(alpha=1.0, num_classes=k, per_sample=per_sample, seed=seed)(x, y)
     assert out.x.shape == x.shape
     kept = (out.x == x.to(out.x.dtype)).reshape(x.shape[0], -1, *x.shape[-2:]).all(1).double().mean((1, 2))
@@ -139,6 +138,7 @@ def test_state_dict_round_trip_gives_identical_log_probs(fd):
 @given(fitted_density(), st.integers(2, 4))
 def test_refit_with_another_class_count(fd, k2):
     density, x, _, _, d, g = fd
+    assume(x.shape[0] // k2 >= 2)  # every density needs two points per class
     y2 = torch.arange(x.shape[0]) % k2
     density.fit(x, y2)
     assert density.log_prob(x[:5]).shape == (5, k2)
