@@ -111,7 +111,16 @@ def check_float_dtype(name: str, value: Any) -> torch.dtype:
 
 def as_tensor(value: Any, name: str) -> Tensor:
     """``value`` as a tensor; complex data is refused rather than silently cast to real."""
-    t = value if torch.is_tensor(value) else torch.as_tensor(value)
+    if torch.is_tensor(value):
+        t = value
+    else:
+        try:
+            t = torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError):
+            # torch's own words ("new(): invalid data type 'str'") do not say which argument
+            raise TypeError(
+                f"{name} must be a tensor (or a numeric array or list), got {type(value).__name__}"
+            ) from None
     if t.is_complex():
         raise TypeError(f"{name} is complex ({t.dtype}); mixkit works on real data: pass x.real or x.abs()")
     return t
@@ -185,3 +194,30 @@ def check_soft_labels(y: Tensor, what: str = "soft labels", atol: float = 1e-3) 
             f"{what} must be non-negative with rows summing to 1 (within {atol}); "
             f"got row sums in [{float(sums.min()):.6g}, {float(sums.max()):.6g}]"
         )
+
+
+def check_generator(generator: Any, what: str = "generator") -> torch.Generator | None:
+    """``generator`` if it is ``None`` or a ``torch.Generator``, else a TypeError naming it."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"{what} must be a torch.Generator (or None), got {type(generator).__name__}; "
+            "pass torch.Generator().manual_seed(seed)"
+        )
+    return generator
+
+
+def check_batch(batch: Any, who: str) -> None:
+    """Raise a TypeError unless ``batch`` is a :class:`mixkit.MixedBatch` (by its fields: no import)."""
+    if not all(hasattr(batch, f) for f in ("x", "y", "lam", "index", "labels", "y_mix")):
+        raise TypeError(
+            f"{who} takes the MixedBatch a mixer returns (mixer(x, y) or MixCollate(..., "
+            f"return_batch=True)), got {type(batch).__name__}"
+        )
+
+
+def check_seed(seed: Any, *, allow_none: bool = True) -> int | None:
+    """``seed`` as an int that ``torch.Generator.manual_seed`` takes (in ``[-2**63, 2**64)``)."""
+    seed = check_int("seed", seed, allow_none=allow_none)
+    if seed is not None and not -(2**63) <= seed < 2**64:
+        raise ValueError(f"seed must fit in 64 bits (torch.Generator's range), got {seed}")
+    return seed

@@ -15,7 +15,7 @@ import sys
 import torch
 from torch import Tensor, nn
 
-from mixkit._validation import as_class_ids, as_tensor, check_finite, check_positive
+from mixkit._validation import as_class_ids, as_tensor, check_batch, check_finite, check_positive
 from mixkit.batch import MixedBatch
 
 # pairwise-distance blocks are kept near this many elements
@@ -81,6 +81,7 @@ class ExcludeIntrusion(nn.Module):
 
     def intrudes(self, batch: MixedBatch) -> Tensor:
         """``(B,)`` bool: the nearest training point's class is neither mixed class."""
+        check_batch(batch, "ExcludeIntrusion")
         if self.x_ref is None:
             raise RuntimeError("ExcludeIntrusion is not fitted: call .fit(x_train, y_train) first")
         # math.prod, not -1: a 0-row batch has no size for -1 to infer
@@ -117,6 +118,7 @@ class LogisticLabel:
         return f"LogisticLabel(sigma={self.sigma})"
 
     def __call__(self, batch: MixedBatch) -> MixedBatch:
+        check_batch(batch, "LogisticLabel")
         y = batch.y
         # in float64: a float32 slope would overflow for sigma < ~1e-19
         rho = torch.sigmoid((batch.lam.double() - 0.5) * self._slope).to(y.dtype)[:, None]

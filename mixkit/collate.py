@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import inspect
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from typing import Any
 
 import torch
@@ -37,7 +37,7 @@ from torch import Tensor
 from torch.utils.data import get_worker_info
 from torch.utils.data._utils.collate import default_collate
 
-from mixkit._validation import check_int, check_range
+from mixkit._validation import check_int, check_range, check_seed
 from mixkit.batch import MixedBatch
 from mixkit.data import INPUT_KEYS, find_key, unpack
 from mixkit.mixers.base import Mixer, MixParams
@@ -136,7 +136,7 @@ class MixCollate:
         if labels_getter is not None and (not callable(labels_getter) or label_key is not None):
             raise TypeError("labels_getter must be a callable batch -> labels, and exclusive with label_key")
         self.collate_fn = collate_fn
-        self.seed = check_int("seed", seed, allow_none=True)
+        self.seed = check_seed(seed)
         self.return_batch = bool(return_batch)
         self.label_smoothing = check_range("label_smoothing", label_smoothing, 0.0, 1.0)
         self.off_epoch = check_int("off_epoch", off_epoch, 0, allow_none=True)
@@ -292,6 +292,11 @@ class MixCollate:
         if batch.info.get("mixed", True):
             for relabel in self.relabel:
                 batch = relabel(batch)
+                if not isinstance(batch, MixedBatch):  # fail here, not as "no attribute 'x'" later
+                    raise TypeError(
+                        f"relabel {relabel!r} returned {type(batch).__name__}; a relabeler must return a "
+                        "MixedBatch (e.g. batch.replace(y=new_labels))"
+                    )
         if self.label_smoothing:
             batch = batch.replace(y=_smooth(batch.y, self.label_smoothing, self.mixer.multi_label))
         return batch
@@ -309,6 +314,8 @@ class MixCollate:
         if isinstance(samples_or_x, (tuple, Mapping)):  # collate((x, y, ...)) or collate({"image": x, ...})
             collated, owned = samples_or_x, False
         elif self.collate_fn is None:  # DataLoader path: a list of samples, stacked into a batch of ours
+            if isinstance(samples_or_x, Sized) and len(samples_or_x) == 0:
+                raise ValueError("MixCollate got an empty list of samples; a batch needs at least one sample")
             try:
                 collated, owned = default_collate(samples_or_x), True
             except (RuntimeError, TypeError) as err:
@@ -378,7 +385,15 @@ def on_device(
     of dict batches: ``input_key``/``label_key``, else the MixCollate's. Transfers
     are non-blocking when the loader pins memory.
     """
-    device = torch.device(device)
+    if not isinstance(loader, Iterable):
+        raise TypeError(f"on_device takes an iterable of batches (a DataLoader), got {type(loader).__name__}")
+    if mix is not None and not callable(mix):
+        raise TypeError(f"mix must be a MixCollate, a callable (x, y) -> (x, y) or None, got {type(mix).__name__}")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be a torch.device or a name such as 'cuda', 'cuda:0', 'cpu', got {device!r}") \
+            from None
     if non_blocking is None:
         non_blocking = bool(getattr(loader, "pin_memory", False)) and device.type == "cuda"
     collate = mix if isinstance(mix, MixCollate) else None

@@ -13,6 +13,8 @@ from torch.utils.data import DataLoader, Dataset
 from mixkit._validation import (
     as_class_ids,
     as_tensor,
+    check_batch,
+    check_float_dtype,
     check_int,
     check_positive,
     check_range,
@@ -43,6 +45,11 @@ def blend_labels(y_mix: Tensor, y_gen: Tensor, gamma: float | Tensor,
     Never modifies its inputs (with ``gamma == 1`` and no ``fallback`` the result is
     ``y_gen`` itself); nothing is read back to the host, so it is safe on the hot path.
     """
+    if y_gen.shape[-2:] != y_mix.shape[-2:]:
+        raise ValueError(
+            f"y_mix {tuple(y_mix.shape)} and y_gen {tuple(y_gen.shape)} must both be (B, K) labels "
+            "of the same batch and classes"
+        )
     y_gen = y_gen.to(y_mix.dtype)
     if torch.is_tensor(gamma):
         g = gamma.to(device=y_mix.device, dtype=y_mix.dtype)
@@ -53,8 +60,8 @@ def blend_labels(y_mix: Tensor, y_gen: Tensor, gamma: float | Tensor,
         y = y_gen
     elif gamma == 0.0:
         return y_mix.clone()
-    else:
-        y = torch.lerp(y_mix, y_gen, float(gamma))
+    else:  # outside [0, 1] the blend extrapolates: negative "probabilities"
+        y = torch.lerp(y_mix, y_gen, check_range("gamma", gamma, 0.0, 1.0))
     if fallback is not None:
         y = torch.where(fallback[:, None], y_mix, y)
     return y
@@ -227,7 +234,14 @@ class GenLabel(nn.Module):
         x = x.detach()
         if self.feature_map is not None:
             with torch.no_grad():
-                x = self.feature_map(x)
+                z = self.feature_map(x)
+            if not torch.is_tensor(z) or z.ndim < 1 or z.shape[0] != x.shape[0]:
+                got = tuple(z.shape) if torch.is_tensor(z) else type(z).__name__
+                raise TypeError(
+                    f"feature_map must return one feature tensor (B, ...) for a batch of {x.shape[0]}, got "
+                    f"{got}; wrap it to pick the features (e.g. lambda x: model(x)[0])"
+                )
+            x = z
         return _flat(x)
 
     # -- the relabel --------------------------------------------------------------------------
@@ -274,11 +288,13 @@ class GenLabel(nn.Module):
         """The generative label ``y_gen`` ``(B, K)`` of inputs ``x`` and a ``(B,)`` bool mask
         ``dead`` of rows with no finite log-density (their ``y_gen`` row is uniform: the
         density cannot say; GenLabel keeps the labels so far there). Never NaN."""
-        y_gen, alive = self._posterior(x, dtype)
+        # an integer dtype would truncate every probability to 0
+        y_gen, alive = self._posterior(as_tensor(x, "x"), check_float_dtype("dtype", dtype))
         return y_gen, ~alive[:, 0]
 
     def forward(self, batch: MixedBatch) -> MixedBatch:
         """Relabel ``batch``: ``y = blend_labels(batch.y, y_gen, gamma, fallback)``."""
+        check_batch(batch, "GenLabel")
         y_prev = batch.y
         if self.gamma == 0.0:
             return batch

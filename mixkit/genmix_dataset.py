@@ -46,7 +46,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mixkit._validation import as_class_ids, check_finite
+from mixkit._validation import as_class_ids, check_finite, check_generator
 from mixkit.densities.base import Density
 from mixkit.genmix_solver import (
     check_density_ready,
@@ -162,7 +162,7 @@ def genmix_dataset(
     if source == "auto":
         source = "data" if x is not None else "sample"
     pair_t = class_pairs(k, pairs)
-    gen = generator if generator is not None else make_generator(None)
+    gen = check_generator(generator) if generator is not None else make_generator(None)
 
     if source == "data":
         if x is None or y is None:

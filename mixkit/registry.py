@@ -438,7 +438,12 @@ class Registry:
             return self._get(kind, name)
 
     def _get(self, kind: str, name: str) -> Component:
-        table = self.components()[kind]
+        tables = self.components()
+        if kind not in tables:
+            raise ValueError(f"kind must be one of {sorted(tables)}, got {kind!r}")
+        if not isinstance(name, str):
+            raise TypeError(f"a {kind} is named by a string, got {type(name).__name__} {name!r}")
+        table = tables[kind]
         if name in table:
             return table[name]
         plural = "densities" if kind == "density" else f"{kind}s"
@@ -534,6 +539,8 @@ def resolve(kind: str, spec: Any, base: type | None = None, /, **kwargs: Any) ->
 
 def register_plugin(plugin: Any, name: str | None = None) -> str:
     """Register a plugin object at run time (tests, notebooks); returns the name it got."""
+    if plugin is None:
+        raise TypeError("register_plugin needs a plugin: a module or object with @mixkit.hookimpl functions")
     return _registry.register(plugin, name)
 
 

@@ -10,7 +10,8 @@ leaves for a test split. Models: the 4-layer FC net of the protocol
 Methods, all from mixkit and trained one model at a time (manifold mixup wraps a model, so
 these suites use ordinary ``nn.Module`` training loops rather than the batched trainer):
 
-* vanilla; mixup (``mixkit.Mixup``); manifold mixup (``mixkit.nn.ManifoldMixup(model)``, mixing at the input or after the first or second hidden layer);
+* vanilla; mixup (``mixkit.Mixup``); manifold mixup (``mixkit.nn.ManifoldMixup(model)``,
+  mixing at the input or after the first or second hidden layer);
 * GenMix (``mixkit.create_mixer("genmix", density="kde")``): mixed points placed on the
   segment where the class-likelihood ratio is lam, labeled by it; as appendix F the model
   trains on the original batch plus the GenMix points. The paper's GenMix uses a GAN; mixkit's

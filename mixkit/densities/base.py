@@ -174,6 +174,8 @@ class Density(nn.Module):
                 f"{tuple(x.shape)}; flatten inputs to (B, {self.dim}) or apply the same feature map"
             )
         dtype = scoring_dtype(x.dtype)
+        if x.shape[0] == 0:  # an empty batch (ExcludeIntrusion, GenMix's discard) scores to nothing
+            return x.new_zeros(0, self.num_classes, dtype=dtype)
         out = self._log_prob(x.to(dtype)).to(dtype)
         if self.scores_are_clean:
             return out

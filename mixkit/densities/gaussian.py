@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mixkit._validation import check_id_range, check_int, is_compiling
+from mixkit._validation import check_generator, check_id_range, check_int, is_compiling
 from mixkit.densities.base import ROUNDING_TOLERANCE, Density, _checked_batches, cannot_say
 from mixkit.densities.grouping import class_moments, group_by_class
 
@@ -397,6 +397,7 @@ class Gaussian(Density):
         c = check_int("c", c)
         if not 0 <= c < self.num_classes:
             raise ValueError(f"class c must lie in [0, {self.num_classes}), got {c}")
+        check_generator(generator)
         z = torch.randn(n, self.dim, dtype=torch.float64, generator=generator).to(self.means.device)
         if self.covariance in ("full", "tied"):
             return self.means[c] + z @ torch.linalg.cholesky(self.covariances[c]).T

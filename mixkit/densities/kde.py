@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mixkit._validation import check_generator, check_int
 from mixkit.densities.base import Density
 from mixkit.densities.grouping import class_moments, group_by_class
 
@@ -379,11 +380,18 @@ class KDE(Density):
         # blocks of this size page-fault on every allocation
         block = z.new_empty(k * min(b_chunk, batch) * p_chunk)
         outs = []
+        # autograd (GenMix's projection solver differentiates log_prob in x) cannot go through
+        # the out= GEMM and the in-place log-sum-exp: take fresh blocks then
+        differentiable = torch.is_grad_enabled() and (x.requires_grad or z.requires_grad)
         for start in range(0, batch, b_chunk):  # bounded memory, not a loop over samples
             part = proj[:, start:start + b_chunk]
             acc = None
             for p0 in range(0, n_max, p_chunk):
                 zp = z[:, p0:p0 + p_chunk]
+                if differentiable:
+                    lse = torch.logsumexp(torch.baddbmm(bias[:, None, p0:p0 + p_chunk], part, zp.transpose(1, 2)), -1)
+                    acc = lse if acc is None else torch.logaddexp(acc, lse)
+                    continue
                 logits = block[: k * part.shape[1] * zp.shape[1]].view(k, part.shape[1], -1)
                 torch.baddbmm(bias[:, None, p0:p0 + p_chunk], part, zp.transpose(1, 2), out=logits)
                 lse = _logsumexp_floored_(logits)
@@ -397,6 +405,11 @@ class KDE(Density):
         """``n`` draws from class ``c``'s KDE: a random stored point plus kernel noise
         (float64, CPU draws moved to the density's device)."""
         self._check_fitted()
+        n = check_int("n", n, 0)
+        c = check_int("c", c)
+        if not 0 <= c < self.num_classes:
+            raise ValueError(f"class c must lie in [0, {self.num_classes}), got {c}")
+        check_generator(generator)
         device = self.kernel_points.device
         count = int(self.point_mask[c].sum())  # a class's points fill its first slots
         idx = torch.randint(count, (n,), generator=generator).to(device)

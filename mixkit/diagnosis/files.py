@@ -82,13 +82,20 @@ def _is_number(v: str) -> bool:
 
 
 def _read_arrays(path: Path) -> tuple[Tensor, Tensor, list[str]]:
-    if path.suffix.lower() == ".npz":
-        with np.load(path, allow_pickle=False) as data:
-            found = dict(data)
-    else:
-        found = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(found, dict):
-            raise DataFileError(f"{path}: expected a dict with 'x' and 'y', got {type(found).__name__}")
+    try:
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                found = dict(data)
+        else:
+            found = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a corrupt or foreign file: zipfile, pickle and numpy each raise their own
+        first = (str(err).splitlines() or [""])[0][:200]
+        raise DataFileError(
+            f"{path}: cannot read it as a {path.suffix} file ({type(err).__name__}: {first}); "
+            "save a dict {'x': features, 'y': labels} with numpy.savez or torch.save"
+        ) from None
+    if not isinstance(found, dict):
+        raise DataFileError(f"{path}: expected a dict with 'x' and 'y', got {type(found).__name__}")
     missing = [k for k in ("x", "y") if k not in found]
     if missing:
         raise DataFileError(f"{path}: missing {missing}; save the features as 'x' and the labels as 'y'")

@@ -149,8 +149,10 @@ def _as_xy(x: Any, y: Any, input_key: str | None, label_key: str | None) -> tupl
         x, y = torch.cat([as_tensor(b, "x") for b in xs]), torch.cat([as_tensor(b, "y") for b in ys])
     x = as_tensor(x, "x")
     y = as_tensor(y, "y")
-    if x.ndim < 2 or x.shape[0] != y.shape[0]:
-        raise ValueError(f"need x of shape (N, d) and one label per row, got x {tuple(x.shape)} and y {tuple(y.shape)}")
+    if x.ndim < 2 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise ValueError(
+            f"need x of shape (N, d) with N > 0 and one label per row, got x {tuple(x.shape)} and y {tuple(y.shape)}"
+        )
     x = x.reshape(x.shape[0], -1).double()
     check_finite(x, "x")
     if y.ndim == 2 and y.shape[1] > 1:

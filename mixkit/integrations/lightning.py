@@ -66,6 +66,8 @@ def mix_batch(batch: Any, mix: Mix, stats: RelabelStats | None = None, *,
     ``(x, y) -> MixedBatch | (x, y)``; ``stats`` (optional) counts the relabel
     statistics of each mixed batch.
     """
+    if not callable(mix):
+        raise TypeError(f"mix must be a MixCollate, a Mixer or a callable (x, y), got {type(mix).__name__}")
     x, y, repack = unpack(batch, input_key, label_key)
     x2, y2, mixed = _split(_mixed(mix, x, y))
     if stats is not None and mixed is not None:

@@ -32,7 +32,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mixkit._validation import as_tensor, check_finite, check_float_dtype, check_int, should_validate
+from mixkit._validation import (
+    as_tensor,
+    check_finite,
+    check_float_dtype,
+    check_generator,
+    check_int,
+    check_seed,
+    should_validate,
+)
 from mixkit.batch import MixedBatch, class_ids, to_soft_labels
 from mixkit.random import make_generator
 
@@ -96,7 +104,7 @@ class Mixer:
         multi_label: bool = False,
     ) -> None:
         self.num_classes = check_int("num_classes", num_classes, 1, allow_none=True)
-        self.seed = check_int("seed", seed, allow_none=True)
+        self.seed = check_seed(seed)
         self.label_dtype = check_float_dtype("label_dtype", label_dtype)
         self.validate = validate
         self.multi_label = bool(multi_label)
@@ -216,6 +224,9 @@ class Mixer:
         built itself and will not read again.
         """
         x_in = x
+        check_generator(generator)
+        if params is not None and not isinstance(params, MixParams):
+            raise TypeError(f"params must be the MixParams a mixer's draw returns, got {type(params).__name__}")
         x, y_soft, labels = self.prepare(x, y)
         if params is None:
             params = self.draw(x.shape[0], x.shape, generator if generator is not None else self.generator, lam)
@@ -265,7 +276,7 @@ def multi_hot_labels(y: Tensor, num_classes: int | None, dtype: torch.dtype, *, 
 
 def fixed_lam(lam: float | Tensor, n: int) -> Tensor:
     """A fixed ``lam`` (a float or ``(n,)``) as the ``(n,)`` float64 CPU tensor a draw returns."""
-    t = torch.as_tensor(lam, dtype=torch.float64).detach().cpu()
+    t = as_tensor(lam, "lam").detach().to("cpu", torch.float64)
     if t.ndim == 0:
         t = t.expand(n)
     if t.shape != (n,):

@@ -118,6 +118,9 @@ class MixChoice(Mixer):
                 f"MixChoice combines mixers that mix inputs with a drawn lam (Mixup, CutMix, ...); "
                 f"{type(m).__name__} mixes its own way: use it on its own"
             )
+        if num_classes is not None and m.num_classes not in (None, num_classes):
+            # this mixer builds the labels for all of them: a conflicting count would be ignored silently
+            raise ValueError(f"{type(m).__name__} has num_classes={m.num_classes} but num_classes={num_classes}")
         m = copy.copy(m)  # never change the caller's mixer
         m.pairing = self.pairing
         if self.mode != "batch":

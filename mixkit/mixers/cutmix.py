@@ -40,7 +40,7 @@ class CutMix(Mixup):
     ) -> None:
         super().__init__(alpha, num_classes, **kwargs)
         if minmax is not None:
-            if len(minmax) != 2:
+            if isinstance(minmax, str) or not hasattr(minmax, "__len__") or len(minmax) != 2:
                 raise ValueError(f"minmax must be (min, max) shares of the image side, got {minmax!r}")
             lo, hi = (check_range("minmax", v, 0.0, 1.0) for v in minmax)
             if not 0 < lo <= hi:
@@ -104,6 +104,8 @@ class CutMix(Mixup):
             raise ValueError(f"cutmix needs spatial inputs (B, ..., H, W), got shape {tuple(x.shape)}")
         index = params.index.to(x.device, non_blocking=True)
         box = params.box
+        if box is None:
+            raise ValueError("these params hold no CutMix box (drawn by another mixer); pass params from CutMix.draw")
         if box.shape[0] == 1:  # one box for the batch: a slice, no mask (the box is on the CPU: no sync)
             t, b, l, r = (int(v) for v in box[0])
             out = x if inplace else x.clone()  # clone keeps the memory format and tensor subclass

@@ -35,6 +35,7 @@ Algorithm 4, the head trains on the clean features plus the mixed ones
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -171,7 +172,7 @@ class FeatureGenMix(nn.Module):
                 self.features.eval()
             with torch.no_grad():
                 z = self.features(x)
-        z = z.reshape(z.shape[0], -1)
+        z = z.reshape(z.shape[0], math.prod(z.shape[1:]))  # not -1: a 0-row batch has no size to infer
         return z if z.is_floating_point() else z.float()
 
     def forward(self, x: Tensor) -> Tensor:

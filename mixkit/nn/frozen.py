@@ -15,6 +15,8 @@ class FrozenFeatures:
     """A frozen network as a feature map ``x -> (B, d)`` (see :func:`frozen_features`)."""
 
     def __init__(self, model: nn.Module, layer: str = "auto", batch_size: int = 512) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"frozen_features takes a trained nn.Module, got {type(model).__name__}")
         self.model = model.eval()
         self.layer = layer
         self.batch_size = check_int("batch_size", batch_size, 1)

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mixkit._validation import check_int
+from mixkit._validation import check_seed
 from mixkit.batch import MixedBatch
 from mixkit.mixers.base import Mixer, MixParams
 from mixkit.nn._generator import GeneratorOwner
@@ -125,7 +125,7 @@ class ManifoldMixup(GeneratorOwner):
             raise TypeError(f"ManifoldMixup wraps an nn.Module, got {type(model).__name__}")
         self.model = model
         self.mixer = _resolve_mixer(mixer, alpha, num_classes, label_dtype, validate, mixer_kwargs)
-        self.seed = check_int("seed", seed, allow_none=True)
+        self.seed = check_seed(seed)
         self._generator: torch.Generator | None = None
         base = unwrap(model)
         self.layers = list(default_layers(base) if layers is None else layers)

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mixkit._validation import check_choice, check_int
+from mixkit._validation import check_choice, check_int, check_seed
 from mixkit.batch import MixedBatch, class_ids
 from mixkit.densities.online import OnlineGaussian
 from mixkit.genlabel import GenLabel
@@ -155,7 +155,7 @@ class OnlineGenLabel(GeneratorOwner):
             mixer_kwargs.setdefault("num_classes", self.num_classes)
             mixer_kwargs.setdefault("validate", validate)
         self.mixer = resolve("mixer", mixer, Mixer, **mixer_kwargs)
-        self.seed = check_int("seed", seed, allow_none=True)
+        self.seed = check_seed(seed)
         self._generator: torch.Generator | None = None
         self.features = features
         self.steps = 0  # training steps taken (a Python int: deciding an update never syncs)
@@ -178,9 +178,16 @@ class OnlineGenLabel(GeneratorOwner):
         gen = self._generator
         if gen is None and self.seed is None:
             gen = getattr(self.mixer, "_generator", None)
-        return {"generator": None if gen is None else gen.get_state(), "steps": self.steps}
+        return {"generator": None if gen is None else gen.get_state(), "steps": self.steps,
+                "num_classes": self.num_classes}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
+        saved = state.get("num_classes", self.num_classes)  # states saved before it was recorded lack it
+        if saved != self.num_classes:
+            raise ValueError(
+                f"this state was saved by an OnlineGenLabel with num_classes={saved} but this one has "
+                f"num_classes={self.num_classes}; build it with num_classes={saved} to load it"
+            )
         gen_state = state.get("generator")
         if gen_state is not None:
             g = torch.Generator()
