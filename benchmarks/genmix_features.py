@@ -212,14 +212,18 @@ def train_frozen(method: str, base: LeNet, data: tuple[torch.Tensor, ...], k: in
     return out
 
 
-def run(quick: bool = False, seeds: int | None = None) -> dict[str, Any]:
-    """Every method on every dataset; returns rows (and the markdown of the report)."""
+def run(quick: bool = False, seeds: int | None = None, smoke: bool = False) -> dict[str, Any]:
+    """Every method on every dataset; returns rows (and the markdown of the report).
+
+    ``smoke``: digits only, two epochs (CI: the wiring, not the numbers)."""
     t0 = time.perf_counter()
+    quick = quick or smoke
     n_seeds = seeds or (1 if quick else 3)
-    epochs = {"mnist79": 10 if quick else 30, "digits": 10 if quick else 30}
+    n_epochs = 2 if smoke else 10 if quick else 30
+    epochs = {"mnist79": n_epochs, "digits": n_epochs}
     batch = 16 if quick else 64  # small batches: enough steps to learn in a quick run
     cells: dict[tuple[str, str], dict[str, list]] = {}
-    for name in DATASETS:
+    for name in (["digits"] if smoke else DATASETS):
         for s in range(n_seeds):
             data = load(name, 100 + s, quick)
             k = int(data[1].max()) + 1

@@ -252,6 +252,10 @@ def test_genmix_smoke(tmp_path, protocol) -> None:
     assert {r["method"] for r in payload["rows"]} == {"vanilla", "mixup", "manifold_mixup", "genmix"}
     for r in payload["rows"]:  # a number, or an explicit "not available", never a stub
         assert ("mean" in r) == r["available"]
+    assert all(r["available"] for r in payload["rows"] if r["method"] == "manifold_mixup")
+    f4 = {r["method"] for r in payload["features"]["rows"]}
+    assert {"genmix_features", "manifold_mixup", "mixup"} <= f4  # the F.4 column is run and reported
+    assert "GenMix in feature space" in (tmp_path / "genmix" / "report.md").read_text()
 
 
 @pytest.mark.parametrize("protocol", ["paper", "rigorous"])

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import mixkit
+from benchmarks import genmix_features
 from benchmarks.args import SuiteArgs
 from benchmarks.common import log, mean_std, progress
 from benchmarks.models import relu_mlp
@@ -122,14 +123,12 @@ def run(args: SuiteArgs) -> dict[str, Any]:
     n_seeds = args.seeds or (1 if smoke else 2 if quick else proto.seeds)
     epochs = 3 if smoke else 30 if quick else proto.epochs
     n_train = 200 if smoke else 1000
-    available: dict[str, str | None] = {}
-    for m in ("manifold_mixup", "genmix"):
-        try:
-            mixkit.create_mixer(m, model=MLP(2, 2), num_classes=2, layers=["input"]) if m == "manifold_mixup" else \
-                mixkit.create_mixer(m, density="gaussian", num_classes=2)
-            available[m] = None
-        except mixkit.UnknownComponentError as exc:
-            available[m] = str(exc)
+    available: dict[str, str | None] = {"manifold_mixup": None}  # mixkit.nn.ManifoldMixup: always there
+    try:
+        mixkit.create_mixer("genmix", density="gaussian", num_classes=2)
+        available["genmix"] = None
+    except mixkit.UnknownComponentError as exc:  # a registry without the genmix mixer
+        available["genmix"] = str(exc)
     rows = []
     nets: dict[str, dict[str, Any]] = {}
     plan = [(d, m) for d in DATASETS for m in METHODS]
@@ -156,8 +155,12 @@ def run(args: SuiteArgs) -> dict[str, Any]:
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         figures = [plot(name, nets[name], out_dir) for name in nets]
+    # appendix F.4: GenMix in a frozen / online feature space, on the image sets where it applies
+    log("[genmix] GenMix in feature space (F.4)")
+    f4 = genmix_features.run(quick=quick, smoke=smoke, seeds=1 if smoke else None)
     payload = {"protocol": proto.settings(), "rows": rows, "available": available, "seeds": n_seeds,
-               "epochs": epochs, "figures": figures, "meta": {"wall_s": time.perf_counter() - t0}}
+               "epochs": epochs, "figures": figures, "features": {k: v for k, v in f4.items() if k != "markdown"},
+               "meta": {"wall_s": time.perf_counter() - t0}}
     payload["markdown"] = render(payload, sibling_results(out_dir, proto.name))
     del payload["meta"]
     return payload
@@ -207,7 +210,23 @@ def render(payload: dict[str, Any], other: dict[str, Any] | None = None) -> str:
     text = markdown(payload["rows"], payload["available"], payload["seeds"], payload["epochs"],
                     payload.get("meta", {}).get("wall_s", 0.0), payload.get("figures", []),
                     "best validation epoch" if proto["score"] == "best_val" else "last epoch")
+    if "features" in payload:
+        f4 = payload["features"]
+        text += "\n\n" + feature_table(f4["rows"], f4["seeds"], f4["epochs"])
     return "\n".join(head) + "\n" + text + "\n\n" + protocols.genmix(proto["name"]).markdown()
+
+
+def feature_table(rows: list[dict[str, Any]], seeds: int, epochs: dict[str, int]) -> str:
+    """The F.4 column: GenMix in feature space beside mixup and manifold mixup (test error %)."""
+    names = [d for d in genmix_features.DATASETS if any(r["dataset"] == d for r in rows)]
+    cols = {d: genmix_features.column(rows, d) for d in names}
+    body = [[genmix_features.LABEL[m], *(cols[d].get(m, "") for d in names)]
+            for m in genmix_features.END_TO_END + genmix_features.FROZEN]
+    return "\n".join([
+        f"## GenMix in feature space (appendix F.4): test error (%), mean±std over {seeds} seed(s)", "",
+        f"LeNet-5, {max(epochs.values())} epochs; the paper shows F.4 only as pictures, so the comparison is "
+        "with mixup and manifold mixup on the same nets (`benchmarks/genmix_features.py`).", "",
+        md_table(["method", *(genmix_features.DATASETS[d] for d in names)], body)])
 
 
 def markdown(rows: list[dict[str, Any]], available: dict[str, str | None], seeds: int, epochs: int,
