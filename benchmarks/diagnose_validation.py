@@ -7,7 +7,7 @@ results file (one per protocol), per model.
 
     python -m benchmarks.diagnose_validation [--results FILE ...] [--out DIR] [--n-mixed N]
 
-Without ``--results`` every ``benchmarks/results/tabular*/results.json`` is read.
+Without ``--results`` every protocol's ``benchmarks/results/tabular/<protocol>/results.json`` is read.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def protocol_name(results: dict, path: Path) -> str:
             return source
         if isinstance(source, dict) and "name" in source:
             return str(source["name"])
-    return "rigorous" if path.parent.name == "tabular" else path.parent.name
+    return path.parent.name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    files = args.results or sorted(p for p in (HERE / "results").glob("tabular*/results.json")
-                                   if "quick" not in p.parent.name and "smoke" not in p.parent.name)
+    files = args.results or sorted((HERE / "results" / "tabular").glob("*/results.json"))
     if not files:
         raise SystemExit("no tabular results found: run `python -m benchmarks tabular` first or pass --results")
     start = time.perf_counter()

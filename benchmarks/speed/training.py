@@ -48,7 +48,7 @@ def cheap_mode_kwargs() -> dict:
     params = inspect.signature(mixkit.OnlineGenLabel).parameters
     for name in ("update_every", "update_interval", "every"):
         if name in params:
-            return {name: 4}
+            return {name: 8}
     return {}
 
 
