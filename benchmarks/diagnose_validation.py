@@ -129,10 +129,17 @@ def reading(tables: list[dict]) -> str:
     expected = {"mixup - vanilla": -1, "GenLabel(CV) - mixup": +1}
     good = [t for t in tables if t["p"] < 0.05 and math.copysign(1, t["rho"]) == expected[t["effect"]]]
     wrong = [t for t in tables if t["p"] < 0.05 and math.copysign(1, t["rho"]) != expected[t["effect"]]]
+    signs = []
+    for proto in sorted({t["protocol"] for t in tables}):
+        sel = [t for t in tables if t["protocol"] == proto and math.isfinite(t["rho"])]
+        right = sum(math.copysign(1, t["rho"]) == expected[t["effect"]] for t in sel)
+        signs.append(f"{right} of {len(sel)} under the {proto} protocol")
+    sign_note = ("Correlations with the expected sign, significant or not: " + "; ".join(signs) + ".")
     if not good:
         return ("**Reading.** No measure correlates significantly (p < 0.05) in the expected direction with the "
                 "measured accuracy changes: on these datasets the diagnosis does not predict the outcome of "
-                "training, and its recommendation should be read as a description of the data, not a forecast.")
+                "training, and its recommendation should be read as a description of the data, not a forecast. "
+                + sign_note)
     best = max(good, key=lambda t: abs(t["rho"]))
     text = (f"**Reading.** {len(good)} of {len(tables)} correlations are significant in the expected direction; "
             f"the strongest is {best['measure']} vs {best['effect']} ({best['protocol']}, {best['model']}): "
@@ -144,7 +151,7 @@ def reading(tables: list[dict]) -> str:
             f"rho = {best['rho']:+.2f} over {best['datasets']} datasets, a moderate predictor.")
     if wrong:
         text += f" {len(wrong)} significant correlation(s) go the other way."
-    return text
+    return text + " " + sign_note
 
 
 if __name__ == "__main__":
