@@ -15,8 +15,9 @@ def sync(device: torch.device) -> None:
 
 
 def timeit(fn: Callable[[], Any], device: torch.device | str = "cpu", budget: float = 0.25,
-           repeats: int = 5) -> float:
-    """Seconds per call: the best of ``repeats`` means, each over about ``budget`` seconds.
+           repeats: int = 5, calls: int | None = None) -> float:
+    """Seconds per call: the best of ``repeats`` means, each over about ``budget`` seconds
+    (or over exactly ``calls`` calls, for steps too slow to fit a budget).
 
     The best mean (not the mean of all) because on a shared machine the noise only ever
     adds time; the device is synchronised around each mean so GPU work is counted.
@@ -29,7 +30,7 @@ def timeit(fn: Callable[[], Any], device: torch.device | str = "cpu", budget: fl
     fn()
     sync(device)
     once = max(time.perf_counter() - start, 1e-7)
-    n = max(1, int(budget / once))
+    n = calls if calls is not None else max(1, int(budget / once))
     best = float("inf")
     for _ in range(repeats):
         sync(device)

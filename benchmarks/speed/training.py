@@ -12,13 +12,12 @@ The baseline step is input mixup + forward + backward + SGD step. Against it:
 from __future__ import annotations
 
 import inspect
-import time
 
 import torch
 import torch.nn.functional as F
 
 import mixkit
-from benchmarks.speed.timing import row, sync
+from benchmarks.speed.timing import row, timeit
 
 K = 10
 
@@ -30,17 +29,7 @@ def _resnet18(device: torch.device) -> torch.nn.Module:
 
 
 def _mean_step(step, device: torch.device, steps: int) -> float:
-    for _ in range(2):
-        step()
-    sync(device)
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        sync(device)
-        best = min(best, (time.perf_counter() - start) / steps)
-    return best
+    return timeit(step, device, calls=steps, repeats=3)
 
 
 def cheap_mode_kwargs() -> dict:
