@@ -4,7 +4,19 @@ use this stage's new API (so that they cannot even be imported against the code 
 This module uses only names that existed before the stage (``mixkit.Mixup``,
 ``mixkit.MixCollate``, ``mixkit.GenLabel``, ``mixkit.register_plugin``, ...), looked up
 at call time, so each test here fails against ``f17729f`` for the finding's own reason.
-The other findings' tests are listed in the report of the hostile pass.
+Where each finding is tested (besides this module):
+
+1 cast cache: test_density_contract (stale cast); 2 (B, 1) ids: test_genmix, test_manifold;
+3 fp16: test_density_contract, test_plugin_densities; 4 far points: test_density_contract,
+test_kde; 5 refits: test_density_contract, test_plugin_densities, test_properties;
+6 autograd: test_density_contract, test_kde, test_plugin_densities, test_genlabel;
+7 id dtypes: test_density_contract, test_baselines, test_genmix; 8 hyperparameters:
+test_genlabel, test_baselines, test_density_contract, test_mixers; 9 Beta atom:
+test_properties, test_mixers; 10 wrong states: test_density_contract, test_kde,
+test_plugin_densities; 11 seeding: test_rank_seeding, test_collate; 12 plugins:
+test_registry, test_cli; 13 0-row batches: test_genlabel, test_baselines, test_genmix;
+14 boundary errors: test_genlabel, test_hostile; 15 clean exits: test_distributed
+(and ``benchmarks/ddp_exits.py``, 20 runs).
 """
 
 from __future__ import annotations
