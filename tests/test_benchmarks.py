@@ -262,6 +262,8 @@ def test_genmix_smoke(tmp_path, protocol) -> None:
 def test_image_smoke(tmp_path, protocol) -> None:
     payload = _protocol_run("image", tmp_path, protocol)
     assert any(r.get("available") for r in payload["rows"])
+    manifold = [r for r in payload["rows"] if r.get("method", "").startswith("manifold_mixup")]
+    assert manifold and all(r["available"] for r in manifold)  # mixkit.nn.ManifoldMixup is always there
 
 
 def test_speed_is_wired(tmp_path) -> None:
