@@ -177,8 +177,7 @@ def test_paper_protocol_kfold_and_ties() -> None:
 
 
 def test_boundary_attack_on_a_batched_model() -> None:
-    pytest.importorskip("foolbox")
-    from benchmarks.tabular.attack import boundary_accuracy
+    from benchmarks.tabular.attack import boundary_accuracy  # foolbox: the bench extra
 
     net = BatchedMLP([[0], [1]], 2, 2)
     with torch.no_grad():  # model 0: sign of x0 (margin 1 for the points below); model 1: constant

@@ -3,14 +3,13 @@
 import subprocess
 import sys
 
+import lightning.pytorch as L  # the test extra brings lightning: a missing one is a failure, not a skip
 import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 import mixkit
-
-L = pytest.importorskip("lightning.pytorch")
-from mixkit.integrations.lightning import MixCallback, mix_batch  # noqa: E402
+from mixkit.integrations.lightning import MixCallback, mix_batch
 
 
 def data(n=192, seed=0):
