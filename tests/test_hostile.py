@@ -100,7 +100,7 @@ ERRORS = [
     ("mixup-y-range", lambda: Mixup(num_classes=2)(XI, YI), ValueError, r"must lie in \[0, 2\)"),
     ("mixup-0-rows", lambda: Mixup(num_classes=K)(XI[:0], YI[:0]), ValueError, r"non-empty batch"),
     ("mixup-B-mismatch", lambda: Mixup(num_classes=K)(XI, YI[:5]), ValueError, r"8 samples but y has 5"),
-    ("mixup-nan", lambda: Mixup(num_classes=K)(XI * float("nan"), YI), ValueError, r"NaN/Inf"),
+    ("mixup-nan", lambda: Mixup(num_classes=K, validate=True)(XI * float("nan"), YI), ValueError, r"NaN/Inf"),
     ("mixup-soft-K", lambda: Mixup(num_classes=4)(XI, torch.full((8, K), 1 / K)), ValueError, r"3 columns"),
     ("mixup-soft-sum", lambda: Mixup()(XI, torch.rand(8, K) + 1), ValueError, r"rows summing to 1"),
     ("mixup-alpha-nan", lambda: Mixup(alpha=float("nan")), ValueError, r"alpha must be a number"),

@@ -108,7 +108,8 @@ def test_cutmix_rejects_tabular_input():
         (torch.randn(4, 2), torch.tensor([0, 1, 2]), {"num_classes": 3}, "4 samples but y has 3"),
         (torch.randn(3, 2), torch.tensor([0, 1, 3]), {"num_classes": 3}, r"lie in \[0, 3\)"),
         (torch.randn(3, 2), torch.tensor([0, -1, 2]), {"num_classes": 3}, r"lie in \[0, 3\)"),
-        (torch.tensor([[0.0, float("nan")], [1, 1]]), torch.tensor([0, 1]), {"num_classes": 2}, "NaN/Inf"),
+        (torch.tensor([[0.0, float("nan")], [1, 1]]), torch.tensor([0, 1]), {"num_classes": 2, "validate": True},
+         "NaN/Inf"),
         (torch.randn(3, 2), torch.tensor([0, 1, 2]), {}, "num_classes is needed"),
         (torch.randn(3, 2), torch.full((3, 2), 0.7), {}, "rows summing to 1"),
         (torch.randn(3, 2), torch.rand(3, 2, 2), {}, "class ids"),
@@ -118,6 +119,22 @@ def test_cutmix_rejects_tabular_input():
 def test_bad_input_raises_clear_errors(x, y, kw, match):
     with pytest.raises(ValueError, match=match):
         mixkit.Mixup(**kw)(x, y)
+
+
+def test_default_validation_skips_input_values_but_never_lets_nan_into_labels():
+    # the default checks the labels (cheap) but not every input value (a quarter of the call):
+    # a NaN input mixes into NaN inputs, and the labels stay exact mixing labels
+    x = torch.tensor([[0.0, float("nan")], [1.0, 1.0], [2.0, 2.0]])
+    y = torch.tensor([0, 1, 2])
+    out = mixkit.Mixup(num_classes=3, seed=0)(x, y)
+    assert torch.isfinite(out.y).all()
+    torch.testing.assert_close(out.y.sum(1), torch.ones(3))
+    assert torch.isnan(out.x).any()
+    with pytest.raises(ValueError, match=r"lie in \[0, 3\)"):  # labels are still checked by default
+        mixkit.Mixup(num_classes=3)(x, torch.tensor([0, 1, 3]))
+    with pytest.raises(ValueError, match="NaN/Inf"):
+        mixkit.Mixup(num_classes=3, validate=True)(x, y)
+    mixkit.Mixup(num_classes=3, validate=False)(x, torch.tensor([0, 1, 2]))
 
 
 def test_mixers_pickle_with_generator_state():

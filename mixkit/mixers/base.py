@@ -3,8 +3,9 @@
 Every mixer turns a batch ``(x, y)`` into a :class:`MixedBatch` in three steps:
 
 * :meth:`Mixer.prepare` converts and (where it costs nothing, see
-  :func:`mixkit._validation.should_validate`) checks the batch: float inputs, soft
-  labels ``(B, K)``, class ids ``(B,)``;
+  :func:`mixkit._validation.should_validate`) checks the batch's labels: float
+  inputs, soft labels ``(B, K)``, class ids ``(B,)`` (the inputs' values only with
+  ``validate=True``);
 * :meth:`Mixer.draw` draws everything random for one batch from a
   ``torch.Generator`` into a :class:`MixParams` (``lam``, partner ``index``, a
   ``box`` for CutMix): a few numbers on the CPU, the same on every device;
@@ -88,10 +89,13 @@ class Mixer:
         multi_label: labels are multi-hot ``(B, K)`` rows (values in [0, 1], any
             number of positives, as timm's ``multi_label``); they are mixed as given,
             not renormalised.
-        validate: check values of every batch (NaN/Inf, id ranges, label sums).
-            ``None`` (default): on CPU batches, where a check is a cheap reduction,
-            and off on accelerators and under ``torch.compile``, where it would
-            force a host sync; ``True``/``False``: always / never.
+        validate: check values of every batch. ``None`` (default): the labels (id
+            ranges, soft-label sums: a few reductions over ``B x K`` values) on CPU
+            batches, and nothing on accelerators or under ``torch.compile``, where a
+            check forces a host sync. ``True``: the labels and the inputs' finiteness
+            on every device; the input check reads all of ``x`` (a quarter of a mixup
+            call at (128, 3, 32, 32)), which is why the default skips it: a NaN input
+            gives NaN mixed inputs, never a NaN label. ``False``: no value checks.
     """
 
     def __init__(
@@ -153,7 +157,7 @@ class Mixer:
         if not x.is_floating_point():
             x = x.float()  # integer images are mixed in float, in their own value range
         check = should_validate(self.validate, x)
-        if check:
+        if check and self.validate:  # reads every input value: only when asked for
             check_finite(x, "x")
         y = y.to(x.device)
         if self.multi_label:
