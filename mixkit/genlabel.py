@@ -19,6 +19,7 @@ from mixkit._validation import (
     check_positive,
     check_range,
     check_soft_labels,
+    is_compiling,
     should_validate,
 )
 from mixkit.batch import MixedBatch
@@ -254,9 +255,9 @@ class GenLabel(nn.Module):
         return logits if log_prior is None else logits + log_prior
 
     def _posterior(self, x: Tensor, dtype: torch.dtype, *, clean: bool = True) -> tuple[Tensor, Tensor]:
-        """``(y_gen, alive)``: the label of each row and a ``(B, 1)`` mask of the rows where
-        the density could say. Rows that cannot say get a uniform ``y_gen`` with ``clean``;
-        without it (the relabel, which never reads them) they are left as they come (NaN)."""
+        """``(y_gen, dead)``: the label of each row and a ``(B, 1)`` mask of the rows where
+        the density cannot say. Those rows get a uniform ``y_gen`` with ``clean``; without
+        it (the relabel, which never reads them) they are left as they come (NaN)."""
         if x.shape[0] == 0:
             # a 0-row batch (ExcludeIntrusion or GenMix's discard can leave one): nothing to
             # score, and a density's row reductions need not accept an empty batch
@@ -264,33 +265,37 @@ class GenLabel(nn.Module):
             k = self.density.num_classes
             empty = torch.zeros(0, k, dtype=dtype, device=x.device)
             return empty, torch.zeros(0, 1, dtype=torch.bool, device=x.device)
-        # row-major (a copy when the density hands back a transposed view, as the Gaussian's
-        # GEMM does): the labels come out in the layout of the logits, and a row reduction
-        # such as the diagnostics' argmax is 5x slower on a transposed (B, K)
-        logits = self.log_posterior(x).contiguous()
-        work = torch.promote_types(torch.promote_types(dtype, logits.dtype), torch.float32)
+        # class-major (K, B): a reduction over the classes then runs along the outer axis,
+        # vectorised over the batch (torch.softmax over a trailing axis of K = 10 measured
+        # 5x slower on the CPU). The Gaussian hands back this layout already (a transposed
+        # view); other densities' (B, K) rows cost one small copy.
+        logits_t = self.log_posterior(x).T
+        if not logits_t.is_contiguous():
+            logits_t = logits_t.contiguous()
+        work = torch.promote_types(torch.promote_types(dtype, logits_t.dtype), torch.float32)
         k = self.top_k
-        if k is not None and k < logits.shape[1]:
+        if k is not None and k < logits_t.shape[0]:
             # exactly k classes keep mass, ties included: normalise the top-k values only
-            # (sorted, so their first column is the row max)
-            vals, idx = logits.topk(k, dim=1)
-            y_top, alive = _softmax_rows(vals, self.temperature, work, top=vals[:, :1])
-            y_gen = torch.zeros(logits.shape, dtype=dtype, device=logits.device)
-            y_gen = y_gen.scatter_(1, idx, y_top.to(dtype))
+            vals, idx = logits_t.topk(k, dim=0)
+            y_top = _class_softmax(vals, self.temperature, work)
+            y_t = torch.zeros(logits_t.shape, dtype=dtype, device=logits_t.device)
+            y_t = y_t.scatter_(0, idx, y_top.to(dtype))
+            dead = y_top[0].isnan()[:, None]  # NaN: the density could not say
         else:
-            y_gen, alive = _softmax_rows(logits, self.temperature, work)
-            y_gen = y_gen.to(dtype)
+            y_t = _class_softmax(logits_t, self.temperature, work).to(dtype)
+            dead = y_t[0].isnan()[:, None]
+        y_gen = y_t.T
         if clean:
-            y_gen = torch.where(alive, y_gen, 1.0 / y_gen.shape[1])
-        return y_gen, alive
+            y_gen = torch.where(dead, 1.0 / y_gen.shape[1], y_gen).contiguous()
+        return y_gen, dead
 
     def posterior(self, x: Tensor, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
         """The generative label ``y_gen`` ``(B, K)`` of inputs ``x`` and a ``(B,)`` bool mask
         ``dead`` of rows with no finite log-density (their ``y_gen`` row is uniform: the
         density cannot say; GenLabel keeps the labels so far there). Never NaN."""
         # an integer dtype would truncate every probability to 0
-        y_gen, alive = self._posterior(as_tensor(x, "x"), check_float_dtype("dtype", dtype))
-        return y_gen, ~alive[:, 0]
+        y_gen, dead = self._posterior(as_tensor(x, "x"), check_float_dtype("dtype", dtype))
+        return y_gen, dead[:, 0]
 
     def forward(self, batch: MixedBatch) -> MixedBatch:
         """Relabel ``batch``: ``y = blend_labels(batch.y, y_gen, gamma, fallback)``."""
@@ -300,25 +305,29 @@ class GenLabel(nn.Module):
             return batch
         if should_validate(self.validate, y_prev):
             check_soft_labels(y_prev, "labels passed to GenLabel (batch.y)")
-        y_gen, alive = self._posterior(batch.x, y_prev.dtype, clean=False)
+        y_gen, dead = self._posterior(batch.x, y_prev.dtype, clean=False)
         if y_gen.shape[1] != y_prev.shape[1]:
             raise ValueError(
                 f"the density knows {y_gen.shape[1]} classes but the batch has {y_prev.shape[1]}; "
                 "fit it on data with all classes or set num_classes"
             )
-        # where(alive, blend, y_prev): the fallback mask without a negation kernel
-        y = torch.where(alive, blend_labels(y_prev, y_gen, self.gamma), y_prev)
+        # y_gen is a class-major view: y_prev before it makes the result row-major
+        y = torch.where(dead, y_prev, blend_labels(y_prev, y_gen, self.gamma))
         n = y.shape[0]
-        self._tally[0] += 1  # a list, not attributes: nn.Module.__setattr__ costs ~2 us a call
-        self._tally[1] += n
+        if self._counts.device != y.device:
+            self._counts = self._counts.to(y.device)
+        if is_compiling():
+            # a Python int read in a graph is a guard: counting in one would recompile every call
+            self._counts[2:].add_(self._one_and_n(n, y.device))
+        else:
+            self._tally[0] += 1  # a list, not attributes: nn.Module.__setattr__ costs ~2 us a call
+            self._tally[1] += n
         if not self.diagnostics:
             return batch.replace(y=y)
         # counted on the device, in one (2,) tensor: reading them would sync every batch
-        flags = torch.stack([y.argmax(1) != y_prev.argmax(1), ~alive[:, 0]])
+        flags = torch.stack([y.argmax(1) != y_prev.argmax(1), dead[:, 0]])
         counts = flags.sum(1)
-        if self._counts.device != counts.device:
-            self._counts = self._counts.to(counts.device)
-        self._counts.add_(counts)
+        self._counts[:2].add_(counts)
         info = {**batch.info, "genlabel": {"changed": counts[0], "fallback": counts[1], "n": n}}
         return batch.replace(y=y, info=info)
 
@@ -330,17 +339,22 @@ class GenLabel(nn.Module):
         ``changed`` and ``fallback`` are counted only with ``diagnostics=True``. They count
         the calls made in *this* process: see the class docstring for DataLoader workers.
         """
-        out = {"calls": self._tally[0], "samples": self._tally[1]}
+        changed, fallback, calls, samples = self._counts.tolist()  # the last two: compiled calls
+        out = {"calls": self._tally[0] + int(calls), "samples": self._tally[1] + int(samples)}
         if self.diagnostics:
-            changed, fallback = self._counts.tolist()
             out.update(changed=int(changed), fallback=int(fallback))
         return out
 
     def reset_stats(self) -> None:
         self._tally = [0, 0]  # calls, samples
         device = getattr(self, "_counts", torch.empty(0)).device
-        # a plain attribute, not a buffer: counters are not state and must not be saved
-        self._counts = torch.zeros(2, dtype=torch.long, device=device)
+        # a plain attribute, not a buffer: counters are not state and must not be saved;
+        # changed, fallback, and the calls and samples of compiled calls
+        self._counts = torch.zeros(4, dtype=torch.long, device=device)
+
+    @staticmethod
+    def _one_and_n(n: int, device: torch.device) -> Tensor:
+        return torch.tensor([1, n], dtype=torch.long, device=device)
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -404,41 +418,23 @@ class GenLabel(nn.Module):
         return super()._apply(fn, recurse)
 
 
-def _softmax_rows(logits: Tensor, temperature: float, dtype: torch.dtype, top: Tensor | None = None,
-                  *, fused: bool | None = None) -> tuple[Tensor, Tensor]:
-    """``(softmax(logits / temperature, 1), alive)`` in ``dtype``, ``alive`` ``(B, 1)`` false
-    for rows with no finite maximum (all ``-inf``, a NaN, a ``+inf``): those rows are NaN.
+def _class_softmax(logits_t: Tensor, temperature: float, dtype: torch.dtype) -> Tensor:
+    """``softmax(logits / temperature)`` over the classes of class-major ``(K, B)`` logits, in
+    ``dtype``. A column with no finite maximum (all ``-inf``, a NaN, a ``+inf``) comes out
+    NaN, which is how the caller tells that the density could not say; ``-inf`` classes get
+    exactly 0.
 
-    The row max is subtracted *before* the temperature: ``(z - max) / T <= 0``, so a tiny
-    ``T`` gives 0 for the top class and ``-inf`` for the others (the one-hot label), not
-    ``inf - inf``. ``top`` is the row max when the caller has it already. ``fused``: use
-    ``torch.softmax`` (one kernel; the default off the CPU) rather than ``exp / sum``.
-
-    On the CPU, ``exp / sum`` instead of ``torch.softmax``: ``exp`` of a finite argument
-    whose result underflows (below about -87 in float32: a class far less likely than the
-    top one, the usual case) leaves the vectorised path (15-20 us instead of 1 at B = 128,
-    K = 10, inside ``torch.softmax`` as well). So arguments are clamped just above that point
-    and what comes out below twice the smallest normal number is set to exactly 0 (a
-    posterior under 2.4e-38 in float32, and ``-inf`` classes, get 0). Each row then sums to
-    >= 1 where the density could say and to 0 where it could not (a NaN maps to 0 too),
-    which is the ``alive`` mask at no extra reduction.
+    With a temperature the column max is subtracted *before* dividing: ``(z - max) / T <= 0``,
+    so a tiny ``T`` gives 0 for the top class and ``-inf`` for the others (the one-hot label),
+    not ``inf - inf``.
     """
-    if top is None:
-        top = logits.amax(1, keepdim=True)
-    z = logits - top
-    if temperature != 1.0:
-        # a factor within the dtype's normal range: 1/T in float32 would be inf (T = 1e-300,
-        # and 0 * inf = NaN at the top class) or 0 (T = 1e300, and -inf * 0 = NaN)
-        info = torch.finfo(z.dtype)
-        z = z.mul_(min(max(1.0 / temperature, info.tiny), info.max))
-    if fused if fused is not None else z.device.type != "cpu":
-        # |top| < inf is isfinite in two kernels instead of three; NaN fails it too
-        return torch.softmax(z, 1, dtype=dtype), top.abs() < math.inf
-    info = torch.finfo(dtype)
-    z = z.to(dtype).clamp_min_(math.log(info.tiny) + 0.3)
-    e = torch.nn.functional.threshold_(z.exp_(), 2 * info.tiny, 0.0)
-    total = e.sum(1, keepdim=True)
-    return e.div_(total), total > 0
+    if temperature == 1.0:
+        return torch.softmax(logits_t, 0, dtype=dtype)
+    z = logits_t - logits_t.amax(0, keepdim=True)
+    # a factor within the dtype's normal range: 1/T in float32 would be inf (T = 1e-300, and
+    # 0 * inf = NaN at the top class) or 0 (T = 1e300, and -inf * 0 = NaN)
+    info = torch.finfo(z.dtype)
+    return torch.softmax(z.mul_(min(max(1.0 / temperature, info.tiny), info.max)), 0, dtype=dtype)
 
 
 def _check_prior(prior: Any) -> tuple[str, Tensor | None]:

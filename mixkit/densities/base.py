@@ -231,6 +231,13 @@ class Density(nn.Module):
             return buf
         key = (name, dtype, device)
         hit = self._cast_cache.get(key)
+        if is_compiling():
+            # a tensor's _version cannot be guarded on: a compiled graph uses the copy made by
+            # an eager call (fit, load and set_parameters bump the int it guards on), or
+            # converts in the graph when there is none yet
+            if hit is not None and hit[2] == self._state_version:
+                return hit[3]
+            return buf.to(device=device, dtype=dtype)
         if hit is None or hit[0] is not buf or hit[1] != buf._version or hit[2] != self._state_version:
             hit = (buf, buf._version, self._state_version, buf.to(device=device, dtype=dtype))
             self._cast_cache[key] = hit

@@ -19,9 +19,6 @@ COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
 # come back from the kernel as fresh pages and fault on every call, smaller ones cost
 # more calls than they save
 _CHUNK_ELEMENTS = 1 << 20
-# up to this width, whitening sums its squares per class with a GEMM against a block
-# indicator (measured 1.3-2.5x faster than a reduction over a short last axis at d <= 20)
-_BLOCK_SUM_DIM = 32
 
 
 def use_quadratic_form(dim: int, num_classes: int) -> bool:
@@ -304,16 +301,18 @@ class Gaussian(Density):
         keep("error_ref", log_const + 0.5 * mnorm2)
         self._error_ref_max = float(self.error_ref.max())
         self._error_factor = 2.0
+        # every form scores class-major, (K, n): GenLabel reduces over the classes along the
+        # outer axis, vectorised over the batch, and takes this layout as a transposed view
         if self.covariance == "tied":
             self._form, self._error_factor = "tied", 4.0
-            keep("whiten", w[0])
-            keep("mean_proj_t", proj.T)
-            keep("tied_const", log_const - 0.5 * mnorm2)
+            keep("whiten_t", w[0].T)
+            keep("mean_proj", proj)
+            keep("tied_const", (log_const - 0.5 * mnorm2)[:, None])
         elif self.covariance != "full":
             self._form, self._error_factor = "diag", 4.0
-            keep("neg_half_prec_t", -0.5 * prec.T)
-            keep("prec_mean_t", (prec * centred).T)
-            keep("diag_const", log_const - 0.5 * mnorm2)
+            keep("neg_half_prec", -0.5 * prec)
+            keep("prec_mean", prec * centred)
+            keep("diag_const", (log_const - 0.5 * mnorm2)[:, None])
         elif use_quadratic_form(d, k):
             self._form = "quadratic"
             prec = w @ w.mT  # Sigma^-1
@@ -330,12 +329,9 @@ class Gaussian(Density):
             keep("weights", sym[:, iu, ju] * torch.where(iu == ju, 0.5, 1.0).to(sym))  # (K, T)
         else:
             self._form = "whiten"
-            keep("whiten_flat", w.permute(1, 0, 2).reshape(d, k * d))  # (d, K d)
-            keep("neg_mean_proj", -proj.reshape(k * d))
-            if d <= _BLOCK_SUM_DIM:  # per-class sums of squares as a GEMM: faster for small d
-                rows = torch.arange(k * d, device=means.device)
-                ones = torch.zeros(k * d, k, dtype=means.dtype, device=means.device)
-                keep("block_ones", ones.index_put_((rows, rows // d), torch.ones_like(rows, dtype=ones.dtype)))
+            keep("whiten_t", w.mT.reshape(k * d, d))  # rows c*d + j: column j of W_c
+            keep("neg_mean_proj", -proj.reshape(k * d, 1))
+            keep("whiten_const", log_const[:, None])
 
     # -- scoring ------------------------------------------------------------------------------
 
@@ -348,7 +344,7 @@ class Gaussian(Density):
         if xs.shape[0] <= chunk:
             out = self._score(xs)
         else:  # bounded memory for big batches: chunks of rows, not a loop over samples
-            out = torch.cat([self._score(xs[i:i + chunk]) for i in range(0, xs.shape[0], chunk)])
+            out = torch.cat([self._score(xs[i:i + chunk]).T for i in range(0, xs.shape[0], chunk)], 1).T
         if x.device.type == "cpu" and not is_compiling() and x.shape[0]:
             # reading one reduction costs nothing on the CPU: skip the check when it cannot
             # fire (a NaN fails the comparison and takes the full path, which clears it)
@@ -368,27 +364,25 @@ class Gaussian(Density):
         return torch.sub(self.cast("error_ref", out), out).mul_(scale)
 
     def _score(self, xs: Tensor) -> Tensor:
-        """``log p`` ``(n, K)`` of rows ``xs`` already relative to the centre ``shift``."""
+        """``log p`` of rows ``xs`` already relative to the centre ``shift``: ``(n, K)``, the
+        transposed view of a class-major ``(K, n)`` result."""
         form = self._form
         if form == "whiten":
-            proj = torch.addmm(self.cast("neg_mean_proj", xs), xs, self.cast("whiten_flat", xs))
-            proj = proj.square_()
-            if "block_ones" in self._buffers:
-                return torch.addmm(self.cast("log_const", xs), proj, self.cast("block_ones", xs), alpha=-0.5)
-            maha = proj.view(xs.shape[0], self.num_classes, self.dim).sum(-1)
-            return torch.add(self.cast("log_const", xs), maha, alpha=-0.5)
+            proj = torch.addmm(self.cast("neg_mean_proj", xs), self.cast("whiten_t", xs), xs.T)  # (K d, n)
+            maha = proj.square_().view(self.num_classes, self.dim, xs.shape[0]).sum(1)
+            return torch.add(self.cast("whiten_const", xs), maha, alpha=-0.5).T
         if form == "quadratic":
-            # pair products as rows (T, B): one broadcast product, one gather of rows (a copy)
-            at = F.pad(xs.T, (0, 0, 0, 1), value=1.0)  # [x, 1] as (d + 1, B)
+            # pair products as rows (T, n): one broadcast product, one gather of rows (a copy)
+            at = F.pad(xs.T, (0, 0, 0, 1), value=1.0)  # [x, 1] as (d + 1, n)
             feats = (at[:, None, :] * at[None, :, :]).view(-1, xs.shape[0]).index_select(0, self.pair_index)
             return torch.mm(self.cast("weights", xs), feats).T
         if form == "tied":  # the linear discriminant, minus the common |z|^2 / 2
-            z = xs @ self.cast("whiten", xs)
-            out = torch.addmm(self.cast("tied_const", xs), z, self.cast("mean_proj_t", xs))
-            return out.sub_(z.square().sum(1, keepdim=True), alpha=0.5)
+            z = torch.mm(self.cast("whiten_t", xs), xs.T)  # (d, n)
+            out = torch.addmm(self.cast("tied_const", xs), self.cast("mean_proj", xs), z)
+            return out.sub_(z.square().sum(0, keepdim=True), alpha=0.5).T
         # diag / spherical: -(x P x)/2 + x.(P mu) + const, two GEMMs
-        out = torch.addmm(self.cast("diag_const", xs), xs * xs, self.cast("neg_half_prec_t", xs))
-        return out.addmm_(xs, self.cast("prec_mean_t", xs))
+        out = torch.addmm(self.cast("diag_const", xs), self.cast("neg_half_prec", xs), (xs * xs).T)
+        return out.addmm_(self.cast("prec_mean", xs), xs.T).T
 
     def sample(self, n: int, c: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` draws from class ``c``'s Gaussian (float64, CPU draws moved to the density's device)."""
