@@ -99,9 +99,10 @@ class GenLabel(nn.Module):
             that fell back (``batch.info["genlabel"]`` and :meth:`stats`). They cost a
             few small kernels (about a third of a relabel at B = 128): turn them off
             when nobody reads them.
-        validate: check the labels of each batch (finite, rows summing to 1): a host
-            sync, so by default only on the CPU and never under ``torch.compile`` (see
-            :func:`mixkit._validation.should_validate`).
+        validate: check ``batch.y`` of each batch (finite, non-negative, rows summing to
+            1). Off unless ``True``: the labels come from a mixer, which checks the labels
+            it is given, and checking them again costs more than half a relabel at
+            B = 128 on the CPU (and a host sync elsewhere). Never under ``torch.compile``.
         **density_kwargs: passed to the density when it is given by name.
 
     **Chaining.** A relabeler blends with ``batch.y``, the labels so far (for the first
@@ -303,7 +304,7 @@ class GenLabel(nn.Module):
         y_prev = batch.y
         if self.gamma == 0.0:
             return batch
-        if should_validate(self.validate, y_prev):
+        if self.validate and should_validate(True, y_prev):
             check_soft_labels(y_prev, "labels passed to GenLabel (batch.y)")
         y_gen, dead = self._posterior(batch.x, y_prev.dtype, clean=False)
         if y_gen.shape[1] != y_prev.shape[1]:

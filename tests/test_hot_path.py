@@ -93,9 +93,13 @@ def test_validate_is_opt_in_and_checks_the_labels():
     gl.validate = True
     with pytest.raises(ValueError, match="rows summing to 1"):
         gl(bad)
-    gl.validate = None  # default: checked on the CPU
     with pytest.raises(ValueError, match="labels passed to GenLabel"):
         gl(bad)
+    gl.validate = None  # the default: the mixer checked the labels already, so not again
+    out = gl(bad)
+    gl.validate = False
+    assert torch.equal(out.y, gl(bad).y)
+    assert mixkit.GenLabel().validate is None
 
 
 @pytest.mark.parametrize(("density", "dtype"), [("gaussian", torch.float32), ("gaussian", torch.float64),
