@@ -383,6 +383,10 @@ class GridTargets:
     gen: Tensor
     gamma: Tensor
 
+    def __post_init__(self) -> None:  # per-step constants, built once (on the grid's device)
+        self._stream = torch.arange(self.base.shape[0], device=self.base.device)[:, None]
+        self._weight = self.gamma[..., None, None]
+
     @classmethod
     def of(cls, specs: Sequence[ModelSpec], rows: Sequence[Sequence[int | None]], g0: int,
            densities: Sequence[str]) -> GridTargets:
@@ -405,8 +409,8 @@ class GridTargets:
 
     def __call__(self, cands: Tensor) -> Tensor:
         """``(S, G, K, B)`` targets from one step's ``(S, C, K, B)`` candidates."""
-        s = torch.arange(cands.shape[0], device=cands.device)[:, None]
-        return mixkit.blend_labels(cands[s, self.base], cands[s, self.gen], self.gamma[..., None, None])
+        s = self._stream
+        return mixkit.blend_labels(cands[s, self.base], cands[s, self.gen], self._weight)
 
 
 # ------------------------------------------------------------------ training
