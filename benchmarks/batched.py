@@ -30,7 +30,8 @@ Data flow:
   cross-validation compares configurations on identical draws); for independent runs (the
   paper protocol) give each configuration a stream of its own. Its target is
   ``one_hot`` (vanilla), ``y_mix`` (mixup; exclude with intruding rows weighted 0) or
-  ``gamma * y_gen + (1 - gamma) * y_mix`` (GenLabel; ``gamma = 0`` is mixup).
+  ``gamma * y_gen + (1 - gamma) * y_mix`` (GenLabel; ``gamma = 0`` is mixup), all of them
+  one call of :func:`mixkit.blend_labels` per step (:class:`GridTargets`).
 * The models form a grid ``(S, G)``: ``G`` models per stream (vanilla ones first, whose
   first layer reads the clean batch; the others read the mixed batch), so the first layer of
   all models of a stream is one GEMM (:class:`~benchmarks.models.BatchedMLP`). Streams with
@@ -40,9 +41,10 @@ Data flow:
   weight decay 1e-4 is added to the gradient like ``torch.optim``; ``clip_norm`` clips each
   model's gradient norm as ``torch.nn.utils.clip_grad_norm_`` does.
   A model whose stream has no rows in a step (streams differ in size) skips that step.
-* Accuracy on every evaluation set is recorded per model and epoch (and FGSM robust accuracy
-  every ``fgsm_every`` epochs); the parameters at each model's best epoch on ``select_on``
-  are kept (best-epoch selection on validation accuracy, as appendix E).
+* Accuracy on every evaluation set is recorded per model and epoch (and FGSM robust accuracy,
+  :func:`benchmarks.attacks.fgsm`, every ``fgsm_every`` epochs); the parameters at each
+  model's best epoch on ``select_on`` are kept (best-epoch selection on validation accuracy,
+  as appendix E).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import mixkit
+from benchmarks.attacks import fgsm
 from benchmarks.common import progress
 from benchmarks.models import BatchedMLP
 from mixkit.random import sample_beta
@@ -354,12 +357,60 @@ def fgsm_accuracy(model: BatchedMLP, x: Tensor, y: Tensor, mask: Tensor, eps: fl
     """Accuracy ``(S, G)`` under FGSM, ``x + eps * sign(grad_x CE)`` (L-inf radius ``eps``),
     each model attacked with its own gradient; ``x`` ``(S, d, N)``."""
     s_n, g_n = model.grid
-    xr = x[:, None].expand(s_n, g_n, *x.shape[1:]).clone().requires_grad_(True)
-    logp = torch.log_softmax(model(xr), 2)  # (S, G, K, N)
-    nll = -logp.gather(2, y[:, None, None, :].expand(s_n, g_n, 1, y.shape[1]))[:, :, 0]
-    (grad,) = torch.autograd.grad((nll * mask[:, None]).sum(), xr)
-    x_adv = (xr + eps * grad.sign()).detach()
+    yy = y[:, None, None, :].expand(s_n, g_n, 1, y.shape[1])
+
+    def masked_nll_sum(xr: Tensor) -> Tensor:  # every model's summed NLL on its stream's rows
+        logp = torch.log_softmax(model(xr), 2)  # (S, G, K, N)
+        return (-logp.gather(2, yy)[:, :, 0] * mask[:, None]).sum()
+
+    x_adv = fgsm(masked_nll_sum, x[:, None].expand(s_n, g_n, *x.shape[1:]), eps)
     return accuracy(model, x_adv, y, mask)
+
+
+# ------------------------------------------------------------------ targets
+
+
+@dataclass
+class GridTargets:
+    """Every grid model's training target, from a step's candidate labels ``(S, C, K, B)``
+    (``C``: one-hot, ``y_mix``, then ``y_gen`` per density) through mixkit's GenLabel blend:
+    ``mixkit.blend_labels(cands[base], cands[gen], gamma)`` per model, i.e. one-hot for
+    vanilla, ``y_mix`` for mixup and exclude (``gamma = 0``), ``gamma * y_gen[density] +
+    (1 - gamma) * y_mix`` for GenLabel. ``base``, ``gen`` are ``(S, G)`` candidate indices,
+    ``gamma`` ``(S, G)``; inert padding models take one-hot (vanilla columns) or ``y_mix``."""
+
+    base: Tensor
+    gen: Tensor
+    gamma: Tensor
+
+    def __post_init__(self) -> None:  # per-step constants, built once (on the grid's device)
+        self._stream = torch.arange(self.base.shape[0], device=self.base.device)[:, None]
+        self._weight = self.gamma[..., None, None]
+
+    @classmethod
+    def of(cls, specs: Sequence[ModelSpec], rows: Sequence[Sequence[int | None]], g0: int,
+           densities: Sequence[str]) -> GridTargets:
+        """The targets of the grid ``rows`` (spec indices, ``None`` for padding; the first
+        ``g0`` columns are the vanilla ones) with GenLabel ``densities`` in candidate order."""
+        s_n, g_n = len(rows), len(rows[0])
+        base = torch.ones(s_n, g_n, dtype=torch.long)
+        base[:, :g0] = 0
+        gen = base.clone()
+        gamma = torch.zeros(s_n, g_n)
+        for si, row in enumerate(rows):
+            for gi, i in enumerate(row):
+                if i is not None and specs[i].method == "genlabel":
+                    gen[si, gi] = 2 + list(densities).index(specs[i].density)  # type: ignore[arg-type]
+                    gamma[si, gi] = specs[i].gamma
+        return cls(base, gen, gamma)
+
+    def to(self, device: torch.device | str) -> GridTargets:
+        return GridTargets(self.base.to(device), self.gen.to(device), self.gamma.to(device))
+
+    def __call__(self, cands: Tensor) -> Tensor:
+        """``(S, G, K, B)`` targets from one step's ``(S, C, K, B)`` candidates."""
+        s = self._stream
+        return mixkit.blend_labels(cands[s, self.base], cands[s, self.gen], self._weight)
 
 
 # ------------------------------------------------------------------ training
@@ -415,25 +466,17 @@ def train_batched(streams: Sequence[Stream], specs: Sequence[ModelSpec], cfg: Tr
     seeds = torch.zeros(s_n, g_n, dtype=torch.long)
     lr = torch.zeros(s_n, g_n)
     excl = torch.zeros(s_n, g_n, 1, dtype=torch.bool)
-    coef = torch.zeros(s_n, g_n, 2 + len(densities))  # over [one_hot, y_mix, y_gen[d]...]
     for si, row in enumerate(rows):
         for gi, i in enumerate(row):
             if i is None:
-                coef[si, gi, 0 if gi < g0 else 1] = 1  # inert padding model (lr 0)
-                continue
+                continue  # inert padding model (lr 0)
             s = specs[i]
             positions[i] = torch.tensor([si, gi])
             seeds[si, gi] = s.init_seed
             lr[si, gi] = s.lr
             excl[si, gi] = s.method == "exclude"
-            if s.method == "vanilla":
-                coef[si, gi, 0] = 1
-            elif s.method in ("mixup", "exclude"):
-                coef[si, gi, 1] = 1
-            else:
-                coef[si, gi, 1] = 1 - s.gamma
-                coef[si, gi, 2 + densities.index(s.density)] = s.gamma  # type: ignore[arg-type]
-    coef, lr, excl = coef.to(device), lr.to(device), excl.to(device)
+    targets = GridTargets.of(specs, rows, g0, densities).to(device)
+    lr, excl = lr.to(device), excl.to(device)
     x_clean, x_mix = sched.x_clean.to(device), sched.x_mix.to(device)
     cands = sched.cands.to(device)
     weight, keep = sched.weight.to(device), sched.keep.to(device)
@@ -483,7 +526,7 @@ def train_batched(streams: Sequence[Stream], specs: Sequence[ModelSpec], cfg: Tr
             if not bool(active.any()):
                 continue
             logits = model(groups=((x_clean[pe, t], 0, g0), (x_mix[pe, t], g0, g_n)))  # (S, G, K, B)
-            target = torch.einsum("sgc,sckb->sgkb", coef, cands[pe, t])
+            target = targets(cands[pe, t])  # (S, G, K, B)
             per_row = -(target * torch.log_softmax(logits, 2)).sum(2)  # (S, G, B)
             loss = ((per_row * w_m).sum(-1) / count.clamp_min(1)).sum()
             for p in params:

@@ -48,6 +48,7 @@ from torch import nn
 
 import mixkit
 from benchmarks.common import log, mean_std
+from benchmarks.loop import train_module
 from benchmarks.report import PAPER_TABLE15, fmt, machine_info, md_table, now, paper_ref, write_results
 from mixkit.datasets import load_digits_images, load_mnist_5k
 from mixkit.nn import FeatureGenMix
@@ -108,12 +109,6 @@ def load(name: str, seed: int, quick: bool) -> tuple[torch.Tensor, ...]:
     return x[tr], y[tr], x[te], y[te]
 
 
-def _optimizer(params: Any, epochs: int) -> tuple[torch.optim.Optimizer, Any]:
-    opt = torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [epochs // 2, (3 * epochs) // 4], 0.1)
-    return opt, sched
-
-
 def _error(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
     with torch.no_grad():
@@ -127,6 +122,10 @@ def _genmix_stats(info_totals: dict[str, int]) -> dict[str, float]:
         "solved_pct": 100 * info_totals["solved"] / max(diff, 1),
         "discarded_pct": 100 * info_totals["discarded"] / max(diff, 1),
     }
+
+
+def _milestones(epochs: int) -> list[int]:
+    return [epochs // 2, (3 * epochs) // 4]
 
 
 def train_end_to_end(method: str, data: tuple[torch.Tensor, ...], k: int, epochs: int,
@@ -146,26 +145,20 @@ def train_end_to_end(method: str, data: tuple[torch.Tensor, ...], k: int, epochs
     elif method == "genmix_features":
         fgm = FeatureGenMix(net.fc, net.body, online=True, num_classes=k, lam=0.5,
                             covariance="diag", memory=0.95)
-    opt, sched = _optimizer(net.parameters(), epochs)
-    n = x.shape[0]
-    for _ in range(epochs):
-        (fgm or wrapper or net).train()
-        for rows in torch.randperm(n, generator=g).split(batch):
-            xb, yb = x[rows], y[rows]
-            if method == "vanilla":
-                loss = F.cross_entropy(net(xb), yb)
-            elif method == "mixup":
-                mb = mixer(xb, yb, generator=g)
-                loss = F.cross_entropy(net(mb.x), mb.y)
-            elif method == "manifold_mixup":
-                logits, y_soft = wrapper(xb, yb, generator=g)
-                loss = F.cross_entropy(logits, y_soft)
-            else:
-                loss = fgm.mix(xb, yb, generator=g).loss()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        sched.step()
+
+    def step_loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        if method == "vanilla":
+            return F.cross_entropy(net(xb), yb)
+        if method == "mixup":
+            mb = mixer(xb, yb, generator=g)
+            return F.cross_entropy(net(mb.x), mb.y)
+        if method == "manifold_mixup":
+            logits, y_soft = wrapper(xb, yb, generator=g)
+            return F.cross_entropy(logits, y_soft)
+        return fgm.mix(xb, yb, generator=g).loss()
+
+    train_module(net, step_loss, x, y, epochs=epochs, batch_size=batch, generator=g, lr=0.05,
+                 milestones=_milestones(epochs), train_modules=[fgm or wrapper or net])
     out: dict[str, Any] = {"error": _error(net, xt, yt), "net": net}
     if fgm is not None:
         out["genmix"] = _genmix_stats(fgm.mixer.stats())
@@ -190,22 +183,17 @@ def train_frozen(method: str, base: LeNet, data: tuple[torch.Tensor, ...], k: in
         # features=None: the inputs are the frozen features, extracted once above
         fgm = FeatureGenMix(head, None, num_classes=k, lam=0.5, covariance="diag",
                             reg_covar=1e-4).fit(z, y)
-    opt, sched = _optimizer(head.parameters(), epochs)
-    n = z.shape[0]
-    for _ in range(epochs):
-        for rows in torch.randperm(n, generator=g).split(batch):
-            zb, yb = z[rows], y[rows]
-            if method == "frozen_plain":
-                loss = F.cross_entropy(head(zb), yb)
-            elif method == "frozen_mixup":
-                mb = mixer(zb, yb, generator=g)
-                loss = F.cross_entropy(head(mb.x), mb.y)
-            else:
-                loss = fgm.mix(zb, yb, generator=g).loss()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        sched.step()
+
+    def step_loss(zb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        if method == "frozen_plain":
+            return F.cross_entropy(head(zb), yb)
+        if method == "frozen_mixup":
+            mb = mixer(zb, yb, generator=g)
+            return F.cross_entropy(head(mb.x), mb.y)
+        return fgm.mix(zb, yb, generator=g).loss()
+
+    train_module(head, step_loss, z, y, epochs=epochs, batch_size=batch, generator=g, lr=0.05,
+                 milestones=_milestones(epochs))
     out: dict[str, Any] = {"error": _error(head, zt, yt)}
     if fgm is not None:
         out["genmix"] = _genmix_stats(fgm.mixer.stats())

@@ -20,7 +20,17 @@ pytest.importorskip("matplotlib")
 
 import mixkit  # noqa: E402
 from benchmarks.__main__ import build_parser, main  # noqa: E402
-from benchmarks.batched import ModelSpec, Stream, TrainConfig, build_schedule, train_batched  # noqa: E402
+from benchmarks.batched import (  # noqa: E402
+    GridTargets,
+    ModelSpec,
+    Stream,
+    TrainConfig,
+    _grid,
+    accuracy,
+    build_schedule,
+    fgsm_accuracy,
+    train_batched,
+)
 from benchmarks.models import BatchedMLP  # noqa: E402
 from benchmarks.report import PAPER_TABLE6, PAPER_TABLE8, PAPER_TABLE9, PAPER_TABLE45, md_table  # noqa: E402
 from benchmarks.suites import speed  # noqa: E402
@@ -116,6 +126,57 @@ def test_batched_trainer_matches_one_model_at_a_time(optimizer, hidden, clip_nor
             assert torch.allclose(a.detach()[s, gi], b.detach()[0, 0], atol=2e-5), (optimizer, hidden, sp)
     # every model is evaluated on its own stream's set only
     assert math.isnan(float(res.clean["test"][0, -1])) and math.isnan(float(res.clean["val"][2, -1]))
+
+
+def test_grid_targets_equal_the_coefficient_einsum() -> None:
+    """The targets through mixkit.blend_labels equal the former hand-written blend: a
+    coefficient per candidate (one-hot, y_mix, y_gen per density) and an einsum."""
+    g = torch.Generator().manual_seed(4)
+    densities = ["gaussian", "kde"]
+    specs = []
+    for i in range(23):
+        method = ("vanilla", "mixup", "exclude", "genlabel")[int(torch.randint(4, (1,), generator=g))]
+        gamma = float(torch.rand(1, generator=g)) if method == "genlabel" else 0.0
+        specs.append(ModelSpec(i % 3, method, 0.1, gamma=round(gamma, 3) if i % 5 else float(i % 2),
+                               density=densities[i % 2] if method == "genlabel" else None))
+    rows, g0 = _grid(specs, 3)
+    cands = torch.rand(3, 2 + len(densities), 5, 7, generator=g).softmax(2)  # (S, C, K, B)
+    coef = torch.zeros(3, len(rows[0]), 2 + len(densities))  # the former construction, verbatim
+    for si, row in enumerate(rows):
+        for gi, i in enumerate(row):
+            if i is None:
+                coef[si, gi, 0 if gi < g0 else 1] = 1
+                continue
+            s = specs[i]
+            if s.method == "vanilla":
+                coef[si, gi, 0] = 1
+            elif s.method in ("mixup", "exclude"):
+                coef[si, gi, 1] = 1
+            else:
+                coef[si, gi, 1] = 1 - s.gamma
+                coef[si, gi, 2 + densities.index(s.density)] = s.gamma
+    oracle = torch.einsum("sgc,sckb->sgkb", coef, cands)
+    target = GridTargets.of(specs, rows, g0, densities)(cands)
+    assert target.shape == oracle.shape and torch.allclose(target, oracle, atol=1e-6)
+    plain = torch.tensor([[i is None or specs[i].method != "genlabel" for i in row] for row in rows])
+    assert torch.equal(target[plain], oracle[plain])  # one-hot and y_mix targets: exactly
+    assert any(specs[i].method == "genlabel" for row in rows for i in row if i is not None)
+
+
+def test_batched_fgsm_is_the_former_formula() -> None:
+    g = torch.Generator().manual_seed(2)
+    net = BatchedMLP([[0, 1, 2], [3, 4, 5]], 4, 3, (6,))
+    x = torch.randn(2, 4, 9, generator=g)
+    y = torch.randint(3, (2, 9), generator=g)
+    mask = torch.rand(2, 9, generator=g) > 0.3
+    # the former implementation, verbatim
+    xr = x[:, None].expand(2, 3, *x.shape[1:]).clone().requires_grad_(True)
+    logp = torch.log_softmax(net(xr), 2)
+    nll = -logp.gather(2, y[:, None, None, :].expand(2, 3, 1, y.shape[1]))[:, :, 0]
+    (grad,) = torch.autograd.grad((nll * mask[:, None]).sum(), xr)
+    x_adv = (xr + 0.3 * grad.sign()).detach()
+    assert torch.equal(fgsm_accuracy(net, x, y, mask, 0.3), accuracy(net, x_adv, y, mask))
+    assert not torch.equal(accuracy(net, x_adv, y, mask), accuracy(net, x, y, mask))  # the attack bites
 
 
 def test_batched_mlp_seeds_share_init() -> None:

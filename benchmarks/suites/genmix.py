@@ -8,7 +8,8 @@ leaves for a test split. Models: the 4-layer FC net of the protocol
 (momentum 0.9, weight decay 1e-4, lr 0.1), batch 128, test error on a separate draw.
 
 Methods, all from mixkit and trained one model at a time (manifold mixup wraps a model, so
-these suites use ordinary ``nn.Module`` training loops rather than the batched trainer):
+these suites train with the harness's ``nn.Module`` loop, :func:`benchmarks.loop.train_module`,
+rather than the batched trainer):
 
 * vanilla; mixup (``mixkit.Mixup``); manifold mixup (``mixkit.nn.ManifoldMixup(model)``,
   mixing at the input or after the first or second hidden layer);
@@ -34,6 +35,7 @@ import mixkit
 from benchmarks import genmix_features
 from benchmarks.args import SuiteArgs
 from benchmarks.common import log, mean_std, progress
+from benchmarks.loop import train_module
 from benchmarks.models import relu_mlp
 from benchmarks.protocols import image as protocols
 from benchmarks.protocols.base import sibling_results
@@ -73,44 +75,30 @@ def train_one(method: str, x: torch.Tensor, y: torch.Tensor, xv: torch.Tensor, y
                                       layers=["input", "body.1", "body.3"], features_layer=None)
     elif method == "genmix":
         mixer = mixkit.create_mixer("genmix", density="kde", alpha=1.0, num_classes=k).fit(x, y)
-    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+
+    def step_loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        if method == "vanilla":
+            return F.cross_entropy(net(xb), yb)
+        if method == "mixup":
+            mb = mixer(xb, yb, generator=g)
+            return F.cross_entropy(net(mb.x), mb.y)
+        if method == "manifold_mixup":
+            logits, y_soft = wrapper(xb, yb, generator=g)
+            return F.cross_entropy(logits, y_soft)
+        # genmix: the original batch plus its GenMix points (appendix F)
+        mb = mixer(xb, yb, generator=g)
+        xs = torch.cat([xb, mb.x])
+        ys = torch.cat([F.one_hot(yb, k).float(), mb.y.float()])
+        return F.cross_entropy(net(xs), ys)
+
     marks = [epochs // 2, (3 * epochs) // 4] if proto.milestones is None else list(proto.milestones)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, marks, 0.1)
-    best = (-1.0, 0, None)
-    n = x.shape[0]
-    for e in range(epochs):
-        (wrapper or net).train()
-        for rows in torch.randperm(n, generator=g).split(128):
-            xb, yb = x[rows], y[rows]
-            if method == "vanilla":
-                loss = F.cross_entropy(net(xb), yb)
-            elif method == "mixup":
-                mb = mixer(xb, yb, generator=g)
-                loss = F.cross_entropy(net(mb.x), mb.y)
-            elif method == "manifold_mixup":
-                logits, y_soft = wrapper(xb, yb, generator=g)
-                loss = F.cross_entropy(logits, y_soft)
-            else:  # genmix: the original batch plus its GenMix points (appendix F)
-                mb = mixer(xb, yb, generator=g)
-                xs = torch.cat([xb, mb.x])
-                ys = torch.cat([F.one_hot(yb, k).float(), mb.y.float()])
-                loss = F.cross_entropy(net(xs), ys)
-            opt.zero_grad()
-            loss.backward()
-            if proto.clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), proto.clip_norm)
-            opt.step()
-        sched.step()
-        net.eval()
-        with torch.no_grad():
-            val = float((net(xv).argmax(1) == yv).float().mean())
-        if val > best[0] or (proto.score == "last" and e == epochs - 1):
-            best = (val, e + 1, {k_: v.clone() for k_, v in net.state_dict().items()})
-    net.load_state_dict(best[2])  # "last": the final epoch's parameters
+    fit = train_module(net, step_loss, x, y, epochs=epochs, batch_size=128, generator=g, lr=0.1,
+                       milestones=marks, clip_norm=proto.clip_norm, train_modules=[wrapper or net],
+                       select=lambda m: float((m(xv).argmax(1) == yv).float().mean()), score=proto.score)
     with torch.no_grad():
         err = 100 * float((net(xt).argmax(1) != yt).float().mean())
     stats = getattr(mixer, "stats", None)
-    return {"error": err, "best_epoch": best[1], "net": net,
+    return {"error": err, "best_epoch": fit.best_epoch, "net": net,
             "mixer_stats": stats() if callable(stats) else None}
 
 

@@ -28,7 +28,9 @@ from torch import nn
 
 import mixkit
 from benchmarks.args import SuiteArgs
+from benchmarks.attacks import fgsm
 from benchmarks.common import log, mean_std, progress
+from benchmarks.loop import train_module
 from benchmarks.models import relu_mlp
 from benchmarks.protocols import image as protocols
 from benchmarks.protocols.base import sibling_results
@@ -116,28 +118,21 @@ def train_one(method: str, data: dict[str, Any], name: str, epochs: int, seed: i
         gamma, memory = GENLABEL[method]
         online = mixkit.OnlineGenLabel(k, memory=memory, gamma=gamma, top_k=2, mixer="mixup", alpha=1.0,
                                 seed=seed)
-    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [max(1, epochs // 2), max(1, 3 * epochs // 4)], 0.1)
-    n = x.shape[0]
-    for _ in range(epochs):
-        model.train()
-        for rows in torch.randperm(n, generator=g).split(128):
-            xb, yb = x[rows], y[rows]
-            if online is not None:
-                logits, y_soft = online.step(model, xb, yb)
-                loss = F.cross_entropy(logits, y_soft)
-            elif method == "vanilla":
-                loss = F.cross_entropy(net(xb), yb)
-            elif method == "mixup":
-                mb = mixer(xb, yb, generator=g)
-                loss = F.cross_entropy(net(mb.x), mb.y)
-            else:
-                logits, y_soft = model(xb, yb, generator=g)
-                loss = F.cross_entropy(logits, y_soft)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        sched.step()
+
+    def step_loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        if online is not None:
+            logits, y_soft = online.step(model, xb, yb)
+            return F.cross_entropy(logits, y_soft)
+        if method == "vanilla":
+            return F.cross_entropy(net(xb), yb)
+        if method == "mixup":
+            mb = mixer(xb, yb, generator=g)
+            return F.cross_entropy(net(mb.x), mb.y)
+        logits, y_soft = model(xb, yb, generator=g)
+        return F.cross_entropy(logits, y_soft)
+
+    train_module(net, step_loss, x, y, epochs=epochs, batch_size=128, generator=g, lr=0.1,
+                 milestones=[max(1, epochs // 2), max(1, 3 * epochs // 4)], train_modules=[model])
     net.eval()
     xt, yt = data["xt"], data["yt"]
     correct = robust = 0
@@ -145,10 +140,9 @@ def train_one(method: str, data: dict[str, Any], name: str, epochs: int, seed: i
         xb, yb = xt[rows], yt[rows]
         with torch.no_grad():
             correct += int((net(xb).argmax(1) == yb).sum())
-        xr = xb.clone().requires_grad_(True)
-        (grad,) = torch.autograd.grad(F.cross_entropy(net(xr), yb, reduction="sum"), xr)
+        x_adv = fgsm(lambda xr, yb=yb: F.cross_entropy(net(xr), yb, reduction="sum"), xb, FGSM_EPS,
+                     clamp=(0.0, 1.0))
         with torch.no_grad():
-            x_adv = (xb + FGSM_EPS * grad.sign()).clamp(0, 1)
             robust += int((net(x_adv).argmax(1) == yb).sum())
     return {"clean": 100 * correct / len(yt), "robust": 100 * robust / len(yt),
             "relabel": online.stats() if online is not None else None}
