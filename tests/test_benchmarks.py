@@ -324,6 +324,18 @@ def test_image_smoke(tmp_path, protocol) -> None:
     assert any(r.get("available") for r in payload["rows"])
     manifold = [r for r in payload["rows"] if r.get("method", "").startswith("manifold_mixup")]
     assert manifold and all(r["available"] for r in manifold)  # mixkit.nn.ManifoldMixup is always there
+    # the cheaper OnlineGenLabel mode is reported beside the every-step one
+    assert {"mixup+genlabel", "mixup+genlabel (update every 8)"} <= {r.get("method") for r in payload["rows"]}
+
+
+def test_two_circle_reference_trains_plain_modules(tmp_path) -> None:
+    from benchmarks import two_circle_reference
+
+    res = two_circle_reference.main(["--trials", "2", "--epochs", "2", "--n", "60", "--out", str(tmp_path)])
+    for m in ("vanilla", "mixup"):
+        accs = res["results"][m]["accs"]
+        assert len(accs) == 2 and all(0 <= a <= 100 for a in accs)
+    assert "paper (5 trials)" in (tmp_path / "report.md").read_text()
 
 
 def test_speed_is_wired(tmp_path) -> None:

@@ -1,6 +1,6 @@
 """The genmix and image suites' protocols (Table 15 / Fig. 14, Table 7).
 
-These suites train one model at a time with ordinary ``nn.Module`` loops: manifold mixup
+These suites train one model at a time (:func:`benchmarks.loop.train_module`): manifold mixup
 wraps the model it mixes inside, and GenMix and the online GenLabel of Algorithm 3 change
 the batch per step, which the batched trainer (input-space mixing only) cannot express.
 
