@@ -13,7 +13,10 @@ epochs 20 and 50, gradient norm clipped at 5, batch 128, 100 epochs, the last ep
 one lam per batch for mixup, fresh training and test draws of the suite's Two-circle (centres
 at x = +-1.2) per trial, seeds 43, 44, ... as the official ``seed(42 + trial)``. If the
 batched trainer were wrong, the two routes would disagree; if the paper's number came from
-this protocol, the vanilla runs here would fail as often as its +-8.14 says.
+this protocol, the vanilla runs here would fail as often as its +-8.14 says. The same trials
+then train as one batched grid (same draws; each model its own init and batch stream), and
+the report puts both routes side by side, with the means of consecutive 5-trial windows (what
+a 5-seed run such as the paper's can report).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import mixkit
+from benchmarks.batched import ModelSpec, Stream, TrainConfig, evaluate, train_batched
 from benchmarks.common import mean_std
 from benchmarks.loop import train_module
 from benchmarks.models import relu_mlp
@@ -66,16 +70,41 @@ def run_trial(method: str, trial: int, proto: protocols.SyntheticProtocol, epoch
         return 100 * float((net(xt).argmax(1) == yt).float().mean())
 
 
+def run_batched(trials: int, proto: protocols.SyntheticProtocol, epochs: int, n: int) -> dict[str, list[float]]:
+    """The same trials (same draws, each model its own init and batch stream) as one batched grid."""
+    streams, specs, tests = [], [], []
+    shift = proto.two_circle_shift
+    for t in range(1, trials + 1):
+        seed = 42 + t
+        x, y = draw("two_circle", n, 100 * seed + 1, shift)
+        tests.append(draw("two_circle", n, 100 * seed + 3, shift))
+        for mi, method in enumerate(METHODS):
+            streams.append(Stream(x, y, torch.arange(len(y)), {}, 1000 * mi + seed))
+            specs.append(ModelSpec(len(streams) - 1, method, proto.lr, init_seed=seed, tag={"method": method}))
+    marks = tuple(m for m in proto.milestones["two_circle"] or () if m < epochs)
+    cfg = TrainConfig(epochs=epochs, batch_size=proto.batch_size, optimizer="sgd", momentum=proto.momentum,
+                      weight_decay=proto.weight_decay, milestone_epochs=marks,
+                      hidden=proto.hidden["two_circle"], clip_norm=proto.clip_norm)
+    res = train_batched(streams, specs, cfg, 2, desc="two-circle reference")
+    acc = (100 * evaluate(res, [tests[i // len(METHODS)] for i in range(len(specs))], "last")).tolist()
+    return {m: [a for a, sp in zip(acc, specs) if sp.tag["method"] == m] for m in METHODS}
+
+
+def _summary(accs: list[float]) -> dict[str, Any]:
+    mean, std = mean_std(accs)
+    first5 = mean_std(accs[:5])
+    windows = [mean_std(accs[i:i + 5])[0] for i in range(0, len(accs) - 4, 5)]
+    return {"mean": mean, "std": std, "accs": accs, "first5_mean": first5[0], "first5_std": first5[1],
+            "below_95": sum(a < 95 for a in accs), "five_trial_means": windows}
+
+
 def run(trials: int, epochs: int, n: int) -> dict[str, Any]:
     proto = protocols.get("paper")
     t0 = time.perf_counter()
     out: dict[str, Any] = {"trials": trials, "epochs": epochs, "n_per_circle_set": n, "results": {}}
     for method in METHODS:
-        accs = [run_trial(method, t, proto, epochs, n) for t in range(1, trials + 1)]
-        mean, std = mean_std(accs)
-        first5 = mean_std(accs[:5])
-        out["results"][method] = {"mean": mean, "std": std, "accs": accs, "first5_mean": first5[0],
-                                  "first5_std": first5[1], "below_95": sum(a < 95 for a in accs)}
+        out["results"][method] = _summary([run_trial(method, t, proto, epochs, n) for t in range(1, trials + 1)])
+    out["batched"] = {m: _summary(a) for m, a in run_batched(trials, proto, epochs, n).items()}
     out["wall_s"] = time.perf_counter() - t0
     return out
 
@@ -83,18 +112,25 @@ def run(trials: int, epochs: int, n: int) -> dict[str, Any]:
 def markdown(res: dict[str, Any]) -> str:
     ref = PAPER_TABLE1["two_circle"]
     rows = []
-    for m, r in res["results"].items():
-        rows.append((m, f"{ref[m][0]:.2f}±{ref[m][1]:.2f}", f"{r['first5_mean']:.2f}±{r['first5_std']:.2f}",
-                     f"{r['mean']:.2f}±{r['std']:.2f}", f"{r['below_95']} of {res['trials']}",
-                     ", ".join(f"{a:.1f}" for a in r["accs"])))
+    for route, key in (("plain nn.Module loop", "results"), ("batched trainer", "batched")):
+        for m, r in res[key].items():
+            rows.append((m, route, f"{ref[m][0]:.2f}±{ref[m][1]:.2f}",
+                         f"{r['first5_mean']:.2f}±{r['first5_std']:.2f}", f"{r['mean']:.2f}±{r['std']:.2f}",
+                         f"{r['below_95']} of {res['trials']}",
+                         ", ".join(f"{a:.2f}" for a in r["five_trial_means"]),
+                         ", ".join(f"{a:.1f}" for a in r["accs"])))
     return "\n".join([
-        "# Two-circle, paper protocol, one plain nn.Module per run", "",
+        "# Two-circle, paper protocol: a plain nn.Module per run beside the batched trainer", "",
         f"{res['trials']} trials (seeds 43...), {res['epochs']} epochs, {res['n_per_circle_set']} points per "
         f"circle set; `python -m benchmarks.two_circle_reference --trials {res['trials']}`, "
-        f"{res['wall_s']:.0f} s. See the module docstring for the protocol.", "",
-        md_table(["method", "paper (5 trials)", "ours, trials 1-5", f"ours, all {res['trials']} trials",
-                  "runs below 95%", "per trial"], rows), "",
-        "The batched trainer's figures for the same protocol are in `benchmarks/results/synthetic/paper/`.", ""])
+        f"{res['wall_s']:.0f} s. See the module docstring for the protocol. Both routes train on the "
+        "same draws; inits and batch orders are each route's own.", "",
+        md_table(["method", "route", "paper (5 trials)", "ours, trials 1-5", f"ours, all {res['trials']} trials",
+                  "runs below 95%", "means of 5 consecutive trials", "per trial"], rows), "",
+        "Vanilla training under this protocol gets stuck (76-91%) on some initialisations, in "
+        "both routes alike, so a 5-trial mean is a draw from a wide distribution: the paper's "
+        "91.25±8.14 and the synthetic suite's own 5-seed figure "
+        "(`benchmarks/results/synthetic/paper/`) are two such draws.", ""])
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -420,3 +420,23 @@ def test_gan_encoder_agrees_with_the_exact_search():
     wants.load_state_dict(bare.state_dict())
     with pytest.raises(ValueError, match="without an inversion encoder"):
         wants.log_prob(torch.zeros(2, 2))
+
+
+@pytest.mark.parametrize("name", ["gan", "flow", "vae"])
+def test_log_prob_reads_nothing_back_to_the_host(name, monkeypatch):
+    """Scoring a batch never reads a tensor value back (a host sync per call on a GPU): the
+    GAN's distance floor, for one, is a tensor, not ``float(x_std.mean())``."""
+    x, y = small_data()
+    density = CLASSES[name](**TINY[name]).fit(x, y)
+    expected = density.log_prob(x[:16])
+
+    def refuse(method):
+        def guarded(*args, **kwargs):
+            raise AssertionError(f"Tensor.{method} called while scoring")
+        return guarded
+
+    for method in ("item", "tolist", "__bool__", "__int__", "__float__"):
+        monkeypatch.setattr(torch.Tensor, method, refuse(method))
+    out = density.log_prob(x[:16])
+    monkeypatch.undo()
+    torch.testing.assert_close(out, expected)

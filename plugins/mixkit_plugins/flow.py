@@ -189,9 +189,9 @@ class FlowDensity(T.NeuralDensity):
             outs.append(self.flow.log_prob(ub.repeat_interleave(k, 0), ctx).view(-1, k))
         out = torch.cat(outs) if len(outs) > 1 else outs[0]
         out = out - torch.log(self.x_std).sum()
-        bad = ~torch.isfinite(out)
-        if bool(bad.any()):
-            out = torch.where(bad, self._base_log_prob(u).to(out.dtype), out)
+        # always computed (a K-Gaussian score, tiny beside the flow): asking whether any entry
+        # needs it would read the device back on every call
+        out = torch.where(torch.isfinite(out), out, self._base_log_prob(u).to(out.dtype))
         return T.floor_scores(out.to(T.score_dtype(x)))
 
     def _base_log_prob(self, u: Tensor) -> Tensor:

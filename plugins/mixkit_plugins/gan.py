@@ -438,7 +438,8 @@ class GANDensity(T.NeuralDensity):
 
     def _distance(self, diff: Tensor) -> Tensor:
         if self.norm == "l2":  # smooth at 0 for the optimizer; exact elsewhere up to the tiny floor
-            tiny = (1e-6 * float(self.x_std.mean())) ** 2
+            # the floor as a tensor: float() of it would sync the device on every step
+            tiny = (1e-6 * self.x_std.mean()).square()
             return torch.sqrt(diff.square().sum(-1) + tiny)
         return torch.linalg.vector_norm(diff, ord=NORMS[self.norm], dim=-1)
 

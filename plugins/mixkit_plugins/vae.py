@@ -52,9 +52,11 @@ class _ConditionalVAE(nn.Module):
         ctx_s = ctx.expand(z.shape[0], *ctx.shape)
         g = self.decoder(torch.cat([z, ctx_s], -1))
         mu_x, sd_x = g[..., : self.dim], F.softplus(g[..., self.dim:]) + self.min_scale
-        log_px = dist.Normal(mu_x, sd_x).to_event(1).log_prob(u)
-        log_pz = dist.Normal(torch.zeros_like(z), torch.ones_like(z)).to_event(1).log_prob(z)
-        log_qz = dist.Normal(mu_z, sd_z).to_event(1).log_prob(z)
+        # validate_args=False: the scales are softplus + a floor by construction, and the check
+        # reads the device back (a host sync) on every batch
+        log_px = dist.Normal(mu_x, sd_x, validate_args=False).to_event(1).log_prob(u)
+        log_pz = dist.Normal(torch.zeros_like(z), torch.ones_like(z), validate_args=False).to_event(1).log_prob(z)
+        log_qz = dist.Normal(mu_z, sd_z, validate_args=False).to_event(1).log_prob(z)
         return log_px + beta * (log_pz - log_qz)
 
     def bound(self, u: Tensor, ctx: Tensor, eps: Tensor, beta: float = 1.0) -> Tensor:
