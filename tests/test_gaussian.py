@@ -53,10 +53,32 @@ def test_fit_and_log_prob_match_scipy(cov):
 def test_chunked_scoring_equals_unchunked(monkeypatch, cov):
     x, y = data()
     g = mixkit.Gaussian(cov).fit(x, y)
-    probe = torch.randn(150, 4, dtype=torch.float64)
+    probe = torch.randn(300, 4, dtype=torch.float64)
     whole = g.log_prob(probe)
-    monkeypatch.setattr(gaussian_module, "_CHUNK_ELEMENTS", 24)  # the 64-row minimum: 3 chunks
+    monkeypatch.setattr(gaussian_module, "_CHUNK_ELEMENTS", 24)  # the 128-row minimum: 3 chunks
     torch.testing.assert_close(g.log_prob(probe), whole, rtol=1e-13, atol=1e-12)
+
+
+@pytest.mark.parametrize("rows", [50, 300])  # one chunk, and three of 128 rows
+def test_whitening_scores_alike_in_both_layouts(monkeypatch, rows):
+    """Class-major whitening (small K d) and row-major whitening (large K d) agree, chunked
+    or not, and GenLabel's labels come out row-major either way."""
+    gen = torch.Generator().manual_seed(5)
+    y = torch.arange(400) % 10
+    x = torch.randn(400, 20, generator=gen, dtype=torch.float64) + 2 * torch.randn(10, 20, generator=gen,
+                                                                                    dtype=torch.float64)[y]
+    monkeypatch.setattr(gaussian_module, "use_quadratic_form", lambda dim, n: False)
+    probe = torch.randn(rows, 20, generator=gen, dtype=torch.float64)
+    col = mixkit.Gaussian("full").fit(x, y)
+    monkeypatch.setattr(gaussian_module, "_CLASS_MAJOR_MAX", 0)
+    monkeypatch.setattr(gaussian_module, "_CHUNK_ELEMENTS", 24)
+    row = mixkit.Gaussian("full").fit(x, y)
+    assert col._class_major and not row._class_major
+    torch.testing.assert_close(row.log_prob(probe), col.log_prob(probe), rtol=1e-12, atol=1e-10)
+    batch = mixkit.Mixup(num_classes=10, seed=0)(probe.float(), y[:rows])
+    out = mixkit.GenLabel(row, validate=False)(batch).y
+    assert out.is_contiguous()
+    torch.testing.assert_close(out, mixkit.GenLabel(col, validate=False)(batch).y, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("d,k", [(3, 4), (20, 100), (64, 12)])

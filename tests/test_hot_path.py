@@ -171,9 +171,10 @@ def test_mixup_genlabel_on_cuda_never_syncs():
     assert expected.shape == fixed.y.shape
 
 
+@pytest.mark.parametrize("fused", [False, True])  # the CPU path and the accelerators' one
 @pytest.mark.parametrize("temperature", [1.0, 0.3, 1e-300, 1e300])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_the_class_softmax_against_torch_softmax_over_rows(temperature, dtype):
+def test_the_class_softmax_against_torch_softmax_over_rows(temperature, dtype, fused):
     """The class-major softmax equals torch.softmax over (B, K) rows in float64 (the oracle),
     gives exact zeros to -inf classes and the one-hot label at a tiny temperature, and comes
     out NaN exactly on the columns whose density cannot say (dead, NaN, +inf)."""
@@ -183,7 +184,7 @@ def test_the_class_softmax_against_torch_softmax_over_rows(temperature, dtype):
     logits[5] = -torch.inf
     logits[6, 1] = float("nan")
     logits[7, 0] = torch.inf
-    y = _class_softmax(logits.T.contiguous(), temperature, dtype).T
+    y = _class_softmax(logits.T.contiguous(), temperature, dtype, fused=fused).T
     dead = y[:, 0] != y[:, 0]
     assert dead.tolist() == [i in (5, 6, 7) for i in range(64)]
     ok = ~dead
