@@ -55,11 +55,11 @@ def test_chunked_scoring_equals_unchunked(monkeypatch, cov):
     g = mixkit.Gaussian(cov).fit(x, y)
     probe = torch.randn(300, 4, dtype=torch.float64)
     whole = g.log_prob(probe)
-    monkeypatch.setattr(gaussian_module, "_CHUNK_ELEMENTS", 24)  # the 128-row minimum: 3 chunks
+    monkeypatch.setattr(gaussian_module, "_CHUNK_ELEMENTS", 24)  # the 64-row minimum: 5 chunks
     torch.testing.assert_close(g.log_prob(probe), whole, rtol=1e-13, atol=1e-12)
 
 
-@pytest.mark.parametrize("rows", [50, 300])  # one chunk, and three of 128 rows
+@pytest.mark.parametrize("rows", [50, 300])  # one chunk, and five of 64 rows
 def test_whitening_scores_alike_in_both_layouts(monkeypatch, rows):
     """Class-major whitening (small K d) and row-major whitening (large K d) agree, chunked
     or not, and GenLabel's labels come out row-major either way."""
