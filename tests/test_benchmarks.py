@@ -14,12 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-pytest.importorskip("scipy")
-pytest.importorskip("sklearn")
-pytest.importorskip("matplotlib")
-
-import mixkit  # noqa: E402
-from benchmarks.__main__ import build_parser, main  # noqa: E402
+import mixkit
+from benchmarks.__main__ import build_parser, main
 from benchmarks.batched import (  # noqa: E402
     GridTargets,
     ModelSpec,

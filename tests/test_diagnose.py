@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from shared_cache import require_shared_cache
 
 import mixkit
 from mixkit.cli import main
@@ -149,8 +150,7 @@ def test_cli_writes_png_and_json(tmp_path, capsys):
 
 def test_cli_on_a_shared_openml_set(tmp_path, capsys):
     root = default_data_dir() / "openml"
-    if not root.is_dir():
-        pytest.skip(f"no shared dataset cache at {root}")
+    require_shared_cache(root)
     csv = root / "187_wine.csv"  # three classes, 13 features
     assert main(["diagnose", str(csv), "--out", str(tmp_path), "--quiet"]) == 0
     out = capsys.readouterr().out

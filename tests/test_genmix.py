@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from mixkit import Gaussian, MixCollate, MixParams, NotFittedError
+from mixkit import KDE, Gaussian, MixCollate, MixParams, NotFittedError
 from mixkit.densities.base import Density
 from mixkit.genmix_dataset import class_pairs, genmix_dataset
 from mixkit.genmix_solver import intrudes, solve_quadratic_on_unit, solve_segment
@@ -134,9 +134,8 @@ def test_bisection_non_gaussian_density():
 
 
 def test_bisection_with_kde():
-    kde_mod = pytest.importorskip("mixkit.densities.kde")
     x, y = blobs(FOUR, n=50)
-    dens = kde_mod.KDE(bandwidth=0.7).fit(x, y)
+    dens = KDE(bandwidth=0.7).fit(x, y)
     mixer = GenMix(dens, seed=2, intrusion="relabel", tol=1e-7)
     batch = mixer(x, y)
     lam, _ = drawn(mixer, x.shape[0])

@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 
 import pytest
+import timm
 import torch
+import torchvision
 from torch import nn
 
 from mixkit.batch import MixedBatch
@@ -15,9 +17,6 @@ from mixkit.mixers.cutmix import CutMix
 from mixkit.mixers.mixup import Mixup
 from mixkit.nn import FeatureTap, ManifoldMixup, default_layers, find_classifier, frozen_features
 from mixkit.nn.layers import block_stack, resnet_layers
-
-timm = pytest.importorskip("timm")
-torchvision = pytest.importorskip("torchvision")
 
 K = 5
 # the module that consumes each layer's output in a ResNet, to observe the mixed state

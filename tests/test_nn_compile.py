@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+import timm
 import torch
 import torch._dynamo.testing
 import torch.nn.functional as F
@@ -16,8 +17,6 @@ from torch import nn
 
 from mixkit.nn import ManifoldMixup, OnlineGenLabel
 from mixkit.random import make_generator
-
-timm = pytest.importorskip("timm")
 
 K, B, STEPS = 10, 8, 20
 

@@ -4,6 +4,7 @@ import inspect
 
 import numpy as np
 import pytest
+import timm.data.mixup as timm_mixup
 import torch
 import torch.nn.functional as F
 from scipy import stats
@@ -11,8 +12,6 @@ from scipy import stats
 import mixkit
 from mixkit.mixers.base import MixParams
 from mixkit.timm_compat import TIMM_DEFAULTS
-
-timm_mixup = pytest.importorskip("timm.data.mixup")
 
 K, B = 10, 8
 
