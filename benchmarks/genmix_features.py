@@ -43,12 +43,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import mixkit
 from benchmarks.common import log, mean_std
-from benchmarks.loop import train_module
+from benchmarks.loop import mixing_step, train_module
 from benchmarks.report import PAPER_TABLE15, fmt, machine_info, md_table, now, paper_ref, write_results
 from mixkit.datasets import load_digits_images, load_mnist_5k
 from mixkit.nn import FeatureGenMix
@@ -146,17 +145,8 @@ def train_end_to_end(method: str, data: tuple[torch.Tensor, ...], k: int, epochs
         fgm = FeatureGenMix(net.fc, net.body, online=True, num_classes=k, lam=0.5,
                             covariance="diag", memory=0.95)
 
-    def step_loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        if method == "vanilla":
-            return F.cross_entropy(net(xb), yb)
-        if method == "mixup":
-            mb = mixer(xb, yb, generator=g)
-            return F.cross_entropy(net(mb.x), mb.y)
-        if method == "manifold_mixup":
-            logits, y_soft = wrapper(xb, yb, generator=g)
-            return F.cross_entropy(logits, y_soft)
-        return fgm.mix(xb, yb, generator=g).loss()
-
+    step_loss = (mixing_step(net, g, mixer=mixer, wrapper=wrapper) if fgm is None
+                 else lambda xb, yb: fgm.mix(xb, yb, generator=g).loss())
     train_module(net, step_loss, x, y, epochs=epochs, batch_size=batch, generator=g, lr=0.05,
                  milestones=_milestones(epochs), train_modules=[fgm or wrapper or net])
     out: dict[str, Any] = {"error": _error(net, xt, yt), "net": net}
@@ -184,14 +174,8 @@ def train_frozen(method: str, base: LeNet, data: tuple[torch.Tensor, ...], k: in
         fgm = FeatureGenMix(head, None, num_classes=k, lam=0.5, covariance="diag",
                             reg_covar=1e-4).fit(z, y)
 
-    def step_loss(zb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        if method == "frozen_plain":
-            return F.cross_entropy(head(zb), yb)
-        if method == "frozen_mixup":
-            mb = mixer(zb, yb, generator=g)
-            return F.cross_entropy(head(mb.x), mb.y)
-        return fgm.mix(zb, yb, generator=g).loss()
-
+    step_loss = (mixing_step(head, g, mixer=mixer) if fgm is None
+                 else lambda zb, yb: fgm.mix(zb, yb, generator=g).loss())
     train_module(head, step_loss, z, y, epochs=epochs, batch_size=batch, generator=g, lr=0.05,
                  milestones=_milestones(epochs))
     out: dict[str, Any] = {"error": _error(head, zt, yt)}

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 #: the loss of one batch ``(xb, yb)``: the per-method part of the loop
@@ -44,6 +45,25 @@ class LoopResult:
     state: dict[str, Tensor]
     best_epoch: int
     scores: list[float] = field(default_factory=list)
+
+
+def mixing_step(net: nn.Module, generator: torch.Generator, *, mixer: Callable[..., object] | None = None,
+                wrapper: nn.Module | None = None) -> StepLoss:
+    """The ``step_loss`` of the methods every suite runs: plain training (no ``mixer``, no
+    ``wrapper``), input mixing by a mixkit mixer (``mixer(xb, yb, generator=)``, a
+    ``MixedBatch``), or a model-side wrapper that mixes inside and returns ``(logits,
+    y_soft)`` (``mixkit.nn.ManifoldMixup``); soft-target cross-entropy in every case."""
+
+    def step_loss(xb: Tensor, yb: Tensor) -> Tensor:
+        if wrapper is not None:
+            logits, y_soft = wrapper(xb, yb, generator=generator)
+            return F.cross_entropy(logits, y_soft)
+        if mixer is not None:
+            mb = mixer(xb, yb, generator=generator)
+            return F.cross_entropy(net(mb.x), mb.y)
+        return F.cross_entropy(net(xb), yb)
+
+    return step_loss
 
 
 def _snapshot(model: nn.Module) -> dict[str, Tensor]:

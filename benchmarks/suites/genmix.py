@@ -35,7 +35,7 @@ import mixkit
 from benchmarks import genmix_features
 from benchmarks.args import SuiteArgs
 from benchmarks.common import log, mean_std, progress
-from benchmarks.loop import train_module
+from benchmarks.loop import mixing_step, train_module
 from benchmarks.models import relu_mlp
 from benchmarks.protocols import image as protocols
 from benchmarks.protocols.base import sibling_results
@@ -76,20 +76,14 @@ def train_one(method: str, x: torch.Tensor, y: torch.Tensor, xv: torch.Tensor, y
     elif method == "genmix":
         mixer = mixkit.create_mixer("genmix", density="kde", alpha=1.0, num_classes=k).fit(x, y)
 
-    def step_loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        if method == "vanilla":
-            return F.cross_entropy(net(xb), yb)
-        if method == "mixup":
-            mb = mixer(xb, yb, generator=g)
-            return F.cross_entropy(net(mb.x), mb.y)
-        if method == "manifold_mixup":
-            logits, y_soft = wrapper(xb, yb, generator=g)
-            return F.cross_entropy(logits, y_soft)
-        # genmix: the original batch plus its GenMix points (appendix F)
+    def genmix_loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        # the original batch plus its GenMix points (appendix F)
         mb = mixer(xb, yb, generator=g)
         xs = torch.cat([xb, mb.x])
         ys = torch.cat([F.one_hot(yb, k).float(), mb.y.float()])
         return F.cross_entropy(net(xs), ys)
+
+    step_loss = genmix_loss if method == "genmix" else mixing_step(net, g, mixer=mixer, wrapper=wrapper)
 
     marks = [epochs // 2, (3 * epochs) // 4] if proto.milestones is None else list(proto.milestones)
     fit = train_module(net, step_loss, x, y, epochs=epochs, batch_size=128, generator=g, lr=0.1,

@@ -30,7 +30,7 @@ import mixkit
 from benchmarks.args import SuiteArgs
 from benchmarks.attacks import fgsm
 from benchmarks.common import log, mean_std, progress
-from benchmarks.loop import train_module
+from benchmarks.loop import mixing_step, train_module
 from benchmarks.models import relu_mlp
 from benchmarks.protocols import image as protocols
 from benchmarks.protocols.base import sibling_results
@@ -123,17 +123,12 @@ def train_one(method: str, data: dict[str, Any], name: str, epochs: int, seed: i
         online = mixkit.OnlineGenLabel(k, memory=memory, gamma=gamma, top_k=2, mixer="mixup", alpha=1.0,
                                        seed=seed, update_every=every)
 
-    def step_loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        if online is not None:
-            logits, y_soft = online.step(model, xb, yb)
-            return F.cross_entropy(logits, y_soft)
-        if method == "vanilla":
-            return F.cross_entropy(net(xb), yb)
-        if method == "mixup":
-            mb = mixer(xb, yb, generator=g)
-            return F.cross_entropy(net(mb.x), mb.y)
-        logits, y_soft = model(xb, yb, generator=g)
+    def online_loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:  # Algorithm 3
+        logits, y_soft = online.step(model, xb, yb)
         return F.cross_entropy(logits, y_soft)
+
+    step_loss = online_loss if online is not None else mixing_step(
+        net, g, mixer=mixer, wrapper=model if model is not net else None)
 
     train_module(net, step_loss, x, y, epochs=epochs, batch_size=128, generator=g, lr=0.1,
                  milestones=[max(1, epochs // 2), max(1, 3 * epochs // 4)], train_modules=[model])
