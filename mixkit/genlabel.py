@@ -20,7 +20,6 @@ from mixkit._validation import (
     check_range,
     check_soft_labels,
     is_compiling,
-    should_validate,
 )
 from mixkit.batch import MixedBatch
 from mixkit.data import iter_batches
@@ -278,7 +277,7 @@ class GenLabel(nn.Module):
         if k is not None and k < logits_t.shape[0]:
             # exactly k classes keep mass, ties included: normalise the top-k values only
             vals, idx = logits_t.topk(k, dim=0)
-            y_top = _class_softmax(vals, self.temperature, work)
+            y_top = _class_softmax(vals, self.temperature, work, top=vals[:1])
             y_t = torch.zeros(logits_t.shape, dtype=dtype, device=logits_t.device)
             y_t = y_t.scatter_(0, idx, y_top.to(dtype))
             dead = y_top[0].isnan()[:, None]  # NaN: the density could not say
@@ -304,7 +303,7 @@ class GenLabel(nn.Module):
         y_prev = batch.y
         if self.gamma == 0.0:
             return batch
-        if self.validate and should_validate(True, y_prev):
+        if self.validate and not is_compiling():
             check_soft_labels(y_prev, "labels passed to GenLabel (batch.y)")
         y_gen, dead = self._posterior(batch.x, y_prev.dtype, clean=False)
         if y_gen.shape[1] != y_prev.shape[1]:
@@ -420,7 +419,7 @@ class GenLabel(nn.Module):
 
 
 def _class_softmax(logits_t: Tensor, temperature: float, dtype: torch.dtype, *,
-                   fused: bool | None = None) -> Tensor:
+                   top: Tensor | None = None, fused: bool | None = None) -> Tensor:
     """``softmax(logits / temperature)`` over the classes of class-major ``(K, B)`` logits, in
     ``dtype``. A column with no finite maximum (all ``-inf``, a NaN, a ``+inf``) comes out
     NaN, which is how the caller tells that the density could not say; ``-inf`` classes get
@@ -435,9 +434,11 @@ def _class_softmax(logits_t: Tensor, temperature: float, dtype: torch.dtype, *,
     the vectorised path, 8x slower at K = 100, B = 1024. So arguments are clamped just above
     that point and what comes out below twice the smallest normal number is set to exactly
     0; a dead column (NaN after the max is subtracted) then sums to 0 and divides to NaN.
-    ``fused``: one ``torch.softmax`` (the default off the CPU) or the clamped path.
+    ``top``: the column max when the caller has it (top-k values come sorted). ``fused``: one
+    ``torch.softmax`` (the default off the CPU) or the clamped path.
     """
-    top = logits_t.amax(0, keepdim=True)
+    if top is None:
+        top = logits_t.amax(0, keepdim=True)
     z = logits_t - top
     if temperature != 1.0:
         # a factor within the dtype's normal range: 1/T in float32 would be inf (T = 1e-300,
