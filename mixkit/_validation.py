@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -27,10 +28,16 @@ from torch import Tensor
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
-def is_compiling() -> bool:
-    """True while ``torch.compile`` traces (checks that read values must be skipped)."""
-    compiler = getattr(torch, "compiler", None)
-    return bool(compiler is not None and compiler.is_compiling())
+def _never_compiling() -> bool:
+    return False
+
+
+#: True while ``torch.compile`` traces (checks that read values must be skipped). torch's
+#: own function, not a wrapper: the hot path asks several times a batch, and dynamo folds it
+#: to a constant. (torch.compiler.is_compiling arrived in torch 2.3; 2.1 and 2.2 name it
+#: in torch._dynamo.)
+is_compiling: Callable[[], bool] = (getattr(torch.compiler, "is_compiling", None)
+                                    or getattr(torch._dynamo, "is_compiling", _never_compiling))
 
 
 def should_validate(flag: bool | None, *tensors: Any) -> bool:

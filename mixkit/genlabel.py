@@ -233,6 +233,8 @@ class GenLabel(nn.Module):
     def features(self, x: Tensor) -> Tensor:
         """What the density sees: ``feature_map(x)``, flattened to ``(B, d)``, detached."""
         x = x.detach()
+        if self.feature_map is None and x.ndim == 2:  # the hot path of Algorithm 1
+            return x
         if self.feature_map is not None:
             with torch.no_grad():
                 z = self.feature_map(x)
@@ -282,7 +284,9 @@ class GenLabel(nn.Module):
             y_t = y_t.scatter_(0, idx, y_top.to(dtype))
             dead = y_top[0].isnan()[:, None]  # NaN: the density could not say
         else:
-            y_t = _class_softmax(logits_t, self.temperature, work).to(dtype)
+            y_t = _class_softmax(logits_t, self.temperature, work)
+            if work != dtype:
+                y_t = y_t.to(dtype)
             dead = y_t[0].isnan()[:, None]
         y_gen = y_t.T
         if clean:
@@ -303,7 +307,8 @@ class GenLabel(nn.Module):
         y_prev = batch.y
         if self.gamma == 0.0:
             return batch
-        if self.validate and not is_compiling():
+        compiling = is_compiling()
+        if self.validate and not compiling:
             check_soft_labels(y_prev, "labels passed to GenLabel (batch.y)")
         y_gen, dead = self._posterior(batch.x, y_prev.dtype, clean=False)
         if y_gen.shape[1] != y_prev.shape[1]:
@@ -311,12 +316,14 @@ class GenLabel(nn.Module):
                 f"the density knows {y_gen.shape[1]} classes but the batch has {y_prev.shape[1]}; "
                 "fit it on data with all classes or set num_classes"
             )
-        # y_gen is a class-major view: y_prev before it makes the result row-major
-        y = torch.where(dead, y_prev, blend_labels(y_prev, y_gen, self.gamma))
+        # blend_labels without its checks (gamma was checked when set, y_gen is in y_prev's
+        # dtype); y_gen is a class-major view: y_prev before it makes the result row-major
+        gamma = self.gamma
+        y = torch.where(dead, y_prev, y_gen if gamma == 1.0 else torch.lerp(y_prev, y_gen, gamma))
         n = y.shape[0]
         if self._counts.device != y.device:
             self._counts = self._counts.to(y.device)
-        if is_compiling():
+        if compiling:
             # a Python int read in a graph is a guard: counting in one would recompile every call
             self._counts[2:].add_(self._one_and_n(n, y.device))
         else:
@@ -429,13 +436,14 @@ def _class_softmax(logits_t: Tensor, temperature: float, dtype: torch.dtype, *,
     ``T`` gives 0 for the top class and ``-inf`` for the others (the one-hot label), not
     ``inf - inf``.
 
-    On the CPU, not ``torch.softmax``: ``exp`` of an argument whose result underflows (below
-    about -87 in float32: a class far less likely than the top one, the usual case) leaves
-    the vectorised path, 8x slower at K = 100, B = 1024. So arguments are clamped just above
-    that point and what comes out below twice the smallest normal number is set to exactly
-    0; a dead column (NaN after the max is subtracted) then sums to 0 and divides to NaN.
-    ``top``: the column max when the caller has it (top-k values come sorted). ``fused``: one
-    ``torch.softmax`` (the default off the CPU) or the clamped path.
+    On the CPU, ``exp`` of an argument whose result underflows (below about -87 in float32:
+    a class far less likely than the top one, the usual case) leaves the vectorised path:
+    ``torch.softmax`` of raw log-densities measured 4x slower than of the same arguments
+    clamped just above that point (8x at K = 100, B = 1024). So they are clamped there, and
+    what comes out below twice the smallest normal number is set to exactly 0 (a NaN column
+    stays NaN through both). ``top``: the column max when the caller has it (top-k values
+    come sorted). ``fused``: skip the clamp (the default off the CPU, where it costs two
+    kernels and saves nothing).
     """
     if top is None:
         top = logits_t.amax(0, keepdim=True)
@@ -447,10 +455,20 @@ def _class_softmax(logits_t: Tensor, temperature: float, dtype: torch.dtype, *,
         z = z.mul_(min(max(1.0 / temperature, info.tiny), info.max))
     if fused if fused is not None else z.device.type != "cpu":
         return torch.softmax(z, 0, dtype=dtype)
+    floor, zero_below = _UNDERFLOW[dtype] if dtype in _UNDERFLOW else _underflow(dtype)
+    y = torch.softmax(z.clamp_min_(floor), 0, dtype=dtype)
+    return torch.nn.functional.threshold_(y, zero_below, 0.0)
+
+
+def _underflow(dtype: torch.dtype) -> tuple[float, float]:
+    """``(clamp, zero below)`` of :func:`_class_softmax` for ``dtype``: ``exp`` of the clamp
+    is a normal number, and outputs below twice the smallest one are rounding residue."""
     info = torch.finfo(dtype)
-    z = z.to(dtype).clamp_min_(math.log(info.tiny) + 0.3)
-    e = torch.nn.functional.threshold_(z.exp_(), 2 * info.tiny, 0.0)
-    return e.div_(e.sum(0, keepdim=True))
+    _UNDERFLOW[dtype] = (math.log(info.tiny) + 0.3, 2 * info.tiny)
+    return _UNDERFLOW[dtype]
+
+
+_UNDERFLOW: dict[torch.dtype, tuple[float, float]] = {}
 
 
 def _check_prior(prior: Any) -> tuple[str, Tensor | None]:

@@ -176,7 +176,9 @@ class Density(nn.Module):
         dtype = scoring_dtype(x.dtype)
         if x.shape[0] == 0:  # an empty batch (ExcludeIntrusion, GenMix's discard) scores to nothing
             return x.new_zeros(0, self.num_classes, dtype=dtype)
-        out = self._log_prob(x.to(dtype)).to(dtype)
+        out = self._log_prob(x if x.dtype == dtype else x.to(dtype))
+        if out.dtype != dtype:
+            out = out.to(dtype)
         if self.scores_are_clean:
             return out
         # NaN means "cannot say": treat as zero density so GenLabel falls back, never NaN

@@ -304,10 +304,13 @@ class Gaussian(Density):
         keep("error_ref", log_const + 0.5 * mnorm2)
         self._error_ref_max = float(self.error_ref.max())
         self._error_factor = 2.0
+        self._clean_bounds: dict[torch.dtype, float] = {}
         # the forms score class-major, (K, n), where they can: GenLabel reduces over the
         # classes along the outer axis, vectorised over the batch, and takes this layout as
         # a transposed view
         self._class_major = True
+        # the widest scoring temporary, in elements a row (what the chunk size divides)
+        self._row_width = k * d if self.covariance == "full" else d + k
         if self.covariance == "tied":
             self._form, self._error_factor = "tied", 4.0
             keep("whiten_t", w[0].T)
@@ -319,7 +322,7 @@ class Gaussian(Density):
             keep("prec_mean", prec * centred)
             keep("diag_const", (log_const - 0.5 * mnorm2)[:, None])
         elif use_quadratic_form(d, k):
-            self._form = "quadratic"
+            self._form, self._row_width = "quadratic", (d + 1) ** 2
             prec = w @ w.mT  # Sigma^-1
             prec_mean = torch.einsum("kde,ke->kd", prec, centred)
             # log p_c(x) = c_c + b_c.x - x^T P_c x / 2 is linear in the products a_i a_j
@@ -350,23 +353,30 @@ class Gaussian(Density):
 
     def _log_prob(self, x: Tensor) -> Tensor:
         xs = x - self.cast("shift", x)  # relative to the centre: less cancellation
-        k, d = self.num_classes, self.dim
-        width = {"whiten": k * d, "quadratic": (d + 1) ** 2}.get(self._form, d + k)
         # at least 64 rows, so the fitted weights are read once per 64 rows or fewer (128-row
         # chunks measured 1.1-1.3x slower at d = 512, K = 100: their 26 MB temporaries fault in)
-        chunk = max(64, _CHUNK_ELEMENTS // max(1, width))
+        chunk = max(64, _CHUNK_ELEMENTS // self._row_width)
         if xs.shape[0] <= chunk:
             out = self._score(xs)
         else:  # bounded memory for big batches: chunks of rows, not a loop over samples
             parts = [self._score(xs[i:i + chunk]) for i in range(0, xs.shape[0], chunk)]
             out = torch.cat([p.T for p in parts], 1).T if self._class_major else torch.cat(parts)
-        if x.device.type == "cpu" and not is_compiling() and x.shape[0]:
+        if x.device.type == "cpu" and x.shape[0] and not is_compiling():
             # reading one reduction costs nothing on the CPU: skip the check when it cannot
             # fire (a NaN fails the comparison and takes the full path, which clears it)
-            top = self._error_factor * (self._error_ref_max - float(out.detach().amin()))
-            if top * error_scale(d, x.dtype) <= ROUNDING_TOLERANCE:
+            if float(out.detach().amin()) >= self._clean_above(x.dtype):
                 return out
         return cannot_say(out, self._rounding_error(out))
+
+    def _clean_above(self, dtype: torch.dtype) -> float:
+        """The least score whose rounding bound (see :meth:`_rounding_error`) is within
+        ``ROUNDING_TOLERANCE``: a batch scoring above it everywhere needs no check. Per dtype,
+        cached until the next fit."""
+        bound = self._clean_bounds.get(dtype)
+        if bound is None:
+            scale = self._error_factor * error_scale(self.dim, dtype)
+            bound = self._clean_bounds[dtype] = self._error_ref_max - ROUNDING_TOLERANCE / scale
+        return bound
 
     def _rounding_error(self, out: Tensor) -> Tensor:
         """Bound on the rounding error of every entry of ``out`` (scored in ``out.dtype``).
