@@ -436,13 +436,17 @@ def _class_softmax(logits_t: Tensor, temperature: float, dtype: torch.dtype, *,
     ``T`` gives 0 for the top class and ``-inf`` for the others (the one-hot label), not
     ``inf - inf``.
 
-    On the CPU, ``exp`` of an argument whose result underflows (below about -87 in float32:
-    a class far less likely than the top one, the usual case) leaves the vectorised path:
-    ``torch.softmax`` of raw log-densities measured 4x slower than of the same arguments
-    clamped just above that point (8x at K = 100, B = 1024). So they are clamped there, and
-    what comes out below twice the smallest normal number is set to exactly 0 (a NaN column
-    stays NaN through both). ``top``: the column max when the caller has it (top-k values
-    come sorted). ``fused``: skip the clamp (the default off the CPU, where it costs two
+    On the CPU, not ``torch.softmax`` as it comes: ``exp`` of an argument whose result
+    underflows (below about -87 in float32: a class far less likely than the top one, the
+    usual case) and arithmetic on the denormal numbers that come out leave the vectorised
+    path, up to 3x slower. So arguments are clamped where even the quotient by the column
+    sum (at most K) stays a normal number, and what comes out at or below the clamp's own
+    value (probabilities under ``e K`` times the smallest normal number: rounding residue)
+    is set to exactly 0; a NaN column stays NaN through both. Small blocks then go through
+    ``torch.softmax``, big ones through ``exp``, sum and divide, which measured faster there
+    (4.5 against 6.2 µs at K = 10, B = 128; 105 against 58 µs at K = 100, B = 1024).
+    ``top``: the column max when the caller has it (top-k values come sorted). ``fused``:
+    one ``torch.softmax``, unclamped (the default off the CPU, where the clamp costs two
     kernels and saves nothing).
     """
     if top is None:
@@ -455,20 +459,27 @@ def _class_softmax(logits_t: Tensor, temperature: float, dtype: torch.dtype, *,
         z = z.mul_(min(max(1.0 / temperature, info.tiny), info.max))
     if fused if fused is not None else z.device.type != "cpu":
         return torch.softmax(z, 0, dtype=dtype)
-    floor, zero_below = _UNDERFLOW[dtype] if dtype in _UNDERFLOW else _underflow(dtype)
-    y = torch.softmax(z.clamp_min_(floor), 0, dtype=dtype)
-    return torch.nn.functional.threshold_(y, zero_below, 0.0)
+    key = (dtype, z.shape[0])
+    floor, cut = _UNDERFLOW[key] if key in _UNDERFLOW else _underflow(*key)
+    z = z.to(dtype).clamp_min_(floor)
+    if z.numel() <= _SOFTMAX_KERNEL_MAX:
+        return torch.nn.functional.threshold_(torch.softmax(z, 0), cut, 0.0)
+    e = torch.nn.functional.threshold_(z.exp_(), cut, 0.0)
+    return e.div_(e.sum(0, keepdim=True))
 
 
-def _underflow(dtype: torch.dtype) -> tuple[float, float]:
-    """``(clamp, zero below)`` of :func:`_class_softmax` for ``dtype``: ``exp`` of the clamp
-    is a normal number, and outputs below twice the smallest one are rounding residue."""
-    info = torch.finfo(dtype)
-    _UNDERFLOW[dtype] = (math.log(info.tiny) + 0.3, 2 * info.tiny)
-    return _UNDERFLOW[dtype]
+def _underflow(dtype: torch.dtype, num_classes: int) -> tuple[float, float]:
+    """``(clamp, zero at or below)`` of :func:`_class_softmax` for ``dtype`` and K classes:
+    ``exp(clamp) / K`` is a normal number (``e`` times the smallest one), and the cut lies
+    just above ``exp(clamp)``, so every clamped entry becomes exactly 0."""
+    floor = math.log(torch.finfo(dtype).tiny) + math.log(max(1, num_classes)) + 1.0
+    _UNDERFLOW[dtype, num_classes] = floor, math.exp(floor) * (1.0 + 1e-4)
+    return _UNDERFLOW[dtype, num_classes]
 
 
-_UNDERFLOW: dict[torch.dtype, tuple[float, float]] = {}
+_UNDERFLOW: dict[tuple[torch.dtype, int], tuple[float, float]] = {}
+# K x B up to this: torch.softmax's own kernel (faster on small blocks, see _class_softmax)
+_SOFTMAX_KERNEL_MAX = 4096
 
 
 def _check_prior(prior: Any) -> tuple[str, Tensor | None]:
