@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from mixkit import chunking
 from mixkit.densities.kde import KDE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,17 +110,15 @@ def floor_time(kde: KDE, q: torch.Tensor, repeat: int) -> float:
 
 
 def chunk_sweep(kde: KDE, q: torch.Tensor, repeat: int) -> dict[str, float]:
-    import mixkit.densities.kde as kde_module
-
-    saved = kde_module._CHUNK_ELEMENTS, kde_module._MIN_ROWS
+    saved = chunking.CHUNK_ELEMENTS, chunking.MIN_ROWS
     out = {}
     try:
-        kde_module._MIN_ROWS = 1  # the block size alone
+        chunking.MIN_ROWS = 1  # the block size alone
         for p in (18, 20, 22, 24):
-            kde_module._CHUNK_ELEMENTS = 1 << p
+            chunking.CHUNK_ELEMENTS = 1 << p
             out[f"2^{p}"] = best_time(lambda: kde.log_prob(q), repeat)
     finally:
-        kde_module._CHUNK_ELEMENTS, kde_module._MIN_ROWS = saved
+        chunking.CHUNK_ELEMENTS, chunking.MIN_ROWS = saved
     return out
 
 

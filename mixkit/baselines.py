@@ -15,20 +15,17 @@ import sys
 import torch
 from torch import Tensor, nn
 
+from mixkit import chunking
 from mixkit._validation import as_class_ids, as_tensor, check_batch, check_finite, check_positive
 from mixkit.batch import MixedBatch
-
-# pairwise-distance blocks are kept near this many elements
-_CHUNK_ELEMENTS = 1 << 24
+from mixkit.chunking import row_chunks
 
 
 def nearest_labels(x: Tensor, x_ref: Tensor, y_ref: Tensor) -> Tensor:
-    """Label of the nearest reference point (Euclidean) for every row of ``x``, in chunks."""
-    chunk = max(1, _CHUNK_ELEMENTS // max(1, x_ref.shape[0]))
-    out = []
-    for start in range(0, x.shape[0], chunk):  # bounded memory, not a per-sample loop
-        d = torch.cdist(x[start:start + chunk], x_ref)
-        out.append(y_ref[d.argmin(1)])
+    """Label of the nearest reference point (Euclidean) for every row of ``x``, in chunks
+    of rows whose ``(rows, N_ref)`` distance block stays within ``chunking.MAX_ELEMENTS``."""
+    out = [y_ref[torch.cdist(x[rows], x_ref).argmin(1)]  # bounded memory, not a per-sample loop
+           for rows in row_chunks(x.shape[0], x_ref.shape[0], budget=chunking.MAX_ELEMENTS)]
     return torch.cat(out) if out else y_ref.new_empty(0)
 
 

@@ -8,6 +8,7 @@ import torch
 from scipy.stats import multivariate_normal
 
 import mixkit
+from mixkit import chunking
 from mixkit.densities import gaussian as gaussian_module
 
 
@@ -55,7 +56,7 @@ def test_chunked_scoring_equals_unchunked(monkeypatch, cov):
     g = mixkit.Gaussian(cov).fit(x, y)
     probe = torch.randn(300, 4, dtype=torch.float64)
     whole = g.log_prob(probe)
-    monkeypatch.setattr(gaussian_module, "_CHUNK_ELEMENTS", 24)  # the 64-row minimum: 5 chunks
+    monkeypatch.setattr(chunking, "CHUNK_ELEMENTS", 24)  # the 64-row minimum: 5 chunks
     torch.testing.assert_close(g.log_prob(probe), whole, rtol=1e-13, atol=1e-12)
 
 
@@ -71,7 +72,7 @@ def test_whitening_scores_alike_in_both_layouts(monkeypatch, rows):
     probe = torch.randn(rows, 20, generator=gen, dtype=torch.float64)
     col = mixkit.Gaussian("full").fit(x, y)
     monkeypatch.setattr(gaussian_module, "_CLASS_MAJOR_MAX", 0)
-    monkeypatch.setattr(gaussian_module, "_CHUNK_ELEMENTS", 24)
+    monkeypatch.setattr(chunking, "CHUNK_ELEMENTS", 24)
     row = mixkit.Gaussian("full").fit(x, y)
     assert col._class_major and not row._class_major
     torch.testing.assert_close(row.log_prob(probe), col.log_prob(probe), rtol=1e-12, atol=1e-10)

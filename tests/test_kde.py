@@ -10,6 +10,7 @@ import torch
 
 import mixkit
 import mixkit.densities.kde as kde_module
+from mixkit import chunking
 from mixkit.densities.base import NotFittedError
 from mixkit.densities.kde import KDE
 
@@ -193,11 +194,10 @@ def test_chunked_log_prob_and_cv_equal_unchunked(monkeypatch):
     q = torch.randn(70, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 3
     whole = KDE().fit(x, y)
     ref = whole.log_prob(q)
-    monkeypatch.setattr(kde_module, "_CHUNK_ELEMENTS", 300)  # batch and stored points chunked
-    monkeypatch.setattr(kde_module, "_MIN_ROWS", 4)
-    monkeypatch.setattr(kde_module, "_MAX_ELEMENTS", 100)
-    assert kde_module._chunks(2, 80, 70, 2) == (1, 50)
-    monkeypatch.setattr(kde_module, "_FIT_CHUNK_ELEMENTS", 2000)  # leave-one-out rows chunked
+    monkeypatch.setattr(chunking, "CHUNK_ELEMENTS", 300)  # batch, stored points, leave-one-out rows
+    monkeypatch.setattr(chunking, "MIN_ROWS", 4)
+    monkeypatch.setattr(chunking, "MAX_ELEMENTS", 100)
+    assert kde_module._chunks(2, 80, 70) == (1, 50)
     chunked = KDE().fit(x, y)
     torch.testing.assert_close(chunked.cv_scores_, whole.cv_scores_, rtol=1e-12, atol=1e-9)
     torch.testing.assert_close(chunked.bandwidth_, whole.bandwidth_, rtol=1e-12, atol=0)

@@ -11,14 +11,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mixkit._validation import check_generator, check_id_range, check_int, is_compiling
+from mixkit.chunking import MIN_ROWS, row_chunks, rows_per_chunk
 from mixkit.densities.base import ROUNDING_TOLERANCE, Density, _checked_batches, cannot_say
 from mixkit.densities.grouping import class_moments, group_by_class
 
 COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
-# scoring temporaries are kept near this many elements (4 MB in float32): larger blocks
-# come back from the kernel as fresh pages and fault on every call, smaller ones cost
-# more calls than they save
-_CHUNK_ELEMENTS = 1 << 20
 # whitening scores class-major up to this many columns K * d (see Gaussian._precompute)
 _CLASS_MAJOR_MAX = 4096
 
@@ -353,13 +350,12 @@ class Gaussian(Density):
 
     def _log_prob(self, x: Tensor) -> Tensor:
         xs = x - self.cast("shift", x)  # relative to the centre: less cancellation
-        # at least 64 rows, so the fitted weights are read once per 64 rows or fewer (128-row
-        # chunks measured 1.1-1.3x slower at d = 512, K = 100: their 26 MB temporaries fault in)
-        chunk = max(64, _CHUNK_ELEMENTS // self._row_width)
-        if xs.shape[0] <= chunk:
+        # at least MIN_ROWS (64) rows, so the fitted weights are read once per 64 rows or fewer
+        # (128-row chunks measured 1.1-1.3x slower at d = 512, K = 100: 26 MB temporaries)
+        if xs.shape[0] <= rows_per_chunk(self._row_width, min_rows=MIN_ROWS):
             out = self._score(xs)
         else:  # bounded memory for big batches: chunks of rows, not a loop over samples
-            parts = [self._score(xs[i:i + chunk]) for i in range(0, xs.shape[0], chunk)]
+            parts = [self._score(xs[rows]) for rows in row_chunks(xs.shape[0], self._row_width, min_rows=MIN_ROWS)]
             out = torch.cat([p.T for p in parts], 1).T if self._class_major else torch.cat(parts)
         if x.device.type == "cpu" and x.shape[0] and not is_compiling():
             # reading one reduction costs nothing on the CPU: skip the check when it cannot
@@ -486,10 +482,8 @@ class Gaussian(Density):
         n, d = xb.shape
         if "w_flat" in f:
             k = f["mean_w"].shape[0]
-            chunk = max(1, _CHUNK_ELEMENTS // max(1, k * d))
             parts = []
-            for s in range(0, n, chunk):  # chunks of rows bound the (rows, K*d) projections
-                sl = slice(s, s + chunk)
+            for sl in row_chunks(n, k * d):  # chunks of rows bound the (rows, K*d) projections
                 r = torch.arange(xb[sl].shape[0], device=dev)
                 vw = (v[sl] @ f["w_flat"]).reshape(-1, k, d)
                 uw = (xb[sl] @ f["w_flat"]).reshape(-1, k, d) - f["mean_w"]

@@ -9,7 +9,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mixkit import chunking
 from mixkit._validation import check_generator, check_int
+from mixkit.chunking import rows_per_chunk
 from mixkit.densities.base import Density
 from mixkit.densities.grouping import class_moments, group_by_class
 
@@ -19,19 +21,11 @@ BANDWIDTH_RULES = ("cv", "scott", "silverman")
 DEFAULT_BANDWIDTH_GRID = tuple(round(10.0 ** (-1.5 + 0.1 * i), 6) for i in range(20))
 #: default ``cv_points_per_class``: bandwidth CV on at most this many points per class
 DEFAULT_CV_POINTS = 1000
-# scoring is chunked so that every (K, rows, points) logits block stays near this many elements,
-# whatever the batch size and the number of stored points: at low d the kernel sum is bound by
-# memory traffic, and blocks that stay in cache measured 2.7-3.3x faster than 2^24 elements
-_CHUNK_ELEMENTS = 1 << 20
-_MIN_ROWS = 64
-_MAX_ELEMENTS = 1 << 24
 # buffers a fit creates (a refit or a load first drops the ones of an earlier fit)
 _FITTED_BUFFERS = (
     "kernel_points", "point_bias", "point_mask", "class_means", "bandwidth_", "log_const",
     "kernel_chol", "shift", "prec_chol_flat", "mean_proj", "cv_grid_", "cv_scores_",
 )
-# the same for the leave-one-out scores at fit time (float64; smaller blocks run faster)
-_FIT_CHUNK_ELEMENTS = 1 << 20
 
 
 class KDE(Density):
@@ -375,7 +369,7 @@ class KDE(Density):
             sq = (x64.square().sum(1, keepdim=True) - 2 * x64 @ means.T
                   + means.square().sum(1)).clamp_min_(0)
             quad = sq / self.bandwidth_.square()
-        b_chunk, p_chunk = _chunks(k, n_max, batch, d)
+        b_chunk, p_chunk = _chunks(k, n_max, batch)
         # one logits block reused by every chunk, and the log-sum-exp in place on it: fresh
         # blocks of this size page-fault on every allocation
         block = z.new_empty(k * min(b_chunk, batch) * p_chunk)
@@ -436,21 +430,22 @@ class KDE(Density):
 
 
 
-def _chunks(k: int, n_max: int, batch: int, d: int) -> tuple[int, int]:
+def _chunks(k: int, n_max: int, batch: int) -> tuple[int, int]:
     """Rows of the batch and stored points per scoring chunk.
 
-    The ``(K, rows, points)`` logits block is reused by every chunk of a call. Blocks near
-    ``_CHUNK_ELEMENTS`` stay in cache at low ``d``, but fewer than ``_MIN_ROWS`` rows make each
-    class's GEMM too thin, so rows are raised to that, up to ``_MAX_ELEMENTS``; past it the
-    stored points are chunked too (a running log-sum-exp).
+    The ``(K, rows, points)`` logits block is reused by every chunk of a call, so only its
+    size decides (the GEMM's depth ``d`` does not change its memory). Blocks near
+    ``chunking.CHUNK_ELEMENTS`` stay in cache at low ``d``, but fewer than
+    ``chunking.MIN_ROWS`` rows make each class's GEMM too thin, so rows are raised to that,
+    up to ``chunking.MAX_ELEMENTS``; past it the stored points are chunked too (a running
+    log-sum-exp).
     """
-    del d  # the block size alone decides: the GEMM's depth d does not change its memory
     per_row = k * max(n_max, 1)
-    rows = max(_CHUNK_ELEMENTS // per_row, min(_MIN_ROWS, batch), 1)
-    if rows * per_row <= _MAX_ELEMENTS:
+    rows = rows_per_chunk(per_row, min_rows=min(chunking.MIN_ROWS, batch))
+    if rows * per_row <= chunking.MAX_ELEMENTS:
         return rows, n_max
-    rows = min(batch, max(1, _MAX_ELEMENTS // per_row), _MIN_ROWS)
-    return rows, max(1, _MAX_ELEMENTS // (k * rows))
+    rows = min(batch, rows_per_chunk(per_row, budget=chunking.MAX_ELEMENTS), chunking.MIN_ROWS)
+    return rows, rows_per_chunk(k * rows, budget=chunking.MAX_ELEMENTS)
 
 
 def _narrow(out: Tensor, dtype: torch.dtype) -> Tensor:
@@ -478,7 +473,7 @@ def _loo_scores(whitened: Tensor, mask: Tensor, grid: Tensor) -> Tensor:
     n = mask.sum(1).to(whitened.dtype)
     sq = whitened.square().sum(-1)  # (K, n)
     inv2h2 = 0.5 / grid.square()  # (K, G)
-    rows = max(1, _FIT_CHUNK_ELEMENTS // max(1, k * n_max))
+    rows = rows_per_chunk(k * n_max)  # float64, like the scoring chunks: smaller blocks run faster
     total = whitened.new_zeros(grid.shape)
     cols = torch.arange(n_max, device=whitened.device)
     buf = None

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from mixkit._validation import as_class_ids, as_tensor, check_finite, check_int, check_positive, check_range
+from mixkit.baselines import nearest_labels
 from mixkit.data import iter_batches
 from mixkit.genlabel import GenLabel
 from mixkit.random import sample_beta
@@ -132,15 +133,6 @@ class Diagnosis:
 def wilson(mask: Tensor) -> Rate:
     """The Rate of a boolean mask."""
     return Rate.of(int(mask.sum()), int(mask.numel()))
-
-
-def nearest_labels(query: Tensor, ref: Tensor, ref_labels: Tensor, chunk: int = 512) -> Tensor:
-    """Class of the nearest reference point (Euclidean) of every query row, in row chunks."""
-    out = torch.empty(query.shape[0], dtype=torch.long)
-    for i in range(0, query.shape[0], chunk):  # chunks of rows bound the (chunk, N) distance matrix
-        dist = torch.cdist(query[i:i + chunk], ref)
-        out[i:i + chunk] = ref_labels[dist.argmin(1)]
-    return out
 
 
 def _as_xy(x: Any, y: Any, input_key: str | None, label_key: str | None) -> tuple[Tensor, Tensor]:

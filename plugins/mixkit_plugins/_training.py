@@ -23,10 +23,6 @@ from torch import Tensor, nn
 
 from mixkit import Density
 
-#: elements of the largest intermediate a scoring chunk may create (bounded memory, not a
-#: Python loop over samples: each chunk is one batched pass over all its samples and classes)
-CHUNK_ELEMENTS = 1 << 24
-
 
 def require(module: str, extra: str, package: str, density: str) -> ModuleType:
     """Import an optional dependency, or raise an ImportError that says how to install it."""
@@ -276,13 +272,6 @@ def mlp(inputs: int, outputs: int, hidden: int, layers: int, act: type[nn.Module
 def one_hot_all_classes(b: int, k: int, like: Tensor) -> Tensor:
     """Context rows for ``x.repeat_interleave(k, 0)``: one-hot class 0..k-1 for each of ``b`` samples."""
     return torch.eye(k, dtype=like.dtype, device=like.device).repeat(b, 1)
-
-
-def chunks(n: int, elements_per_item: int) -> Iterator[slice]:
-    """Slices of ``range(n)`` so that items x ``elements_per_item`` stay near :data:`CHUNK_ELEMENTS`."""
-    step = max(1, CHUNK_ELEMENTS // max(1, elements_per_item))
-    for start in range(0, n, step):
-        yield slice(start, min(n, start + step))
 
 
 class NeuralDensity(Density):

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from mixkit import hookimpl
+from mixkit.chunking import MAX_ELEMENTS, row_chunks
 from mixkit_plugins import _training as T
 
 _ARCH = ("num_layers", "hidden", "num_blocks", "num_bins", "tail_bound")
@@ -183,7 +184,8 @@ class FlowDensity(T.NeuralDensity):
         k = self.num_classes
         u = (x.to(self.x_mean.dtype) - self.x_mean) / self.x_std
         outs = []
-        for part in T.chunks(u.shape[0], 4 * k * max(self.hidden, 3 * self.num_bins * u.shape[1])):
+        per_row = 4 * k * max(self.hidden, 3 * self.num_bins * u.shape[1])
+        for part in row_chunks(u.shape[0], per_row, budget=MAX_ELEMENTS):
             ub = u[part]
             ctx = T.one_hot_all_classes(ub.shape[0], k, ub)
             outs.append(self.flow.log_prob(ub.repeat_interleave(k, 0), ctx).view(-1, k))

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mixkit import hookimpl
+from mixkit.chunking import MAX_ELEMENTS, row_chunks
 from mixkit_plugins import _training as T
 
 NORMS = {"l1": 1.0, "l2": 2.0, "linf": math.inf}
@@ -462,7 +463,7 @@ class GANDensity(T.NeuralDensity):
         width = 1 if self.inversion == "encoder" else r
         per_item = k * max(m * (self.dim + 1), width * 4 * max(self.hidden, self.dim) * max(1, steps))
         scores, dists = [], []
-        for part in T.chunks(x.shape[0], per_item):
+        for part in row_chunks(x.shape[0], per_item, budget=MAX_ELEMENTS):
             score, dist = self._invert_chunk(xs[part], bank_prior)
             scores.append(score)
             dists.append(dist)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mixkit import hookimpl
+from mixkit.chunking import MAX_ELEMENTS, row_chunks
 from mixkit_plugins import _training as T
 
 _ARCH = ("latent_dim", "hidden", "num_layers", "min_scale")
@@ -240,7 +241,7 @@ class VAEDensity(T.NeuralDensity):
         u = (x.to(self.x_mean.dtype) - self.x_mean) / self.x_std
         eps = T.randn((s, 1, self.vae.latent_dim), T.make_generator(self.eval_seed), u)
         outs = []
-        for part in T.chunks(u.shape[0], 4 * k * s * max(self.hidden, self.dim)):
+        for part in row_chunks(u.shape[0], 4 * k * s * max(self.hidden, self.dim), budget=MAX_ELEMENTS):
             ub = u[part]
             ctx = T.one_hot_all_classes(ub.shape[0], k, ub)
             outs.append(self.vae.bound(ub.repeat_interleave(k, 0), ctx, eps).view(-1, k))
