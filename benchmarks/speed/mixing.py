@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 import mixkit
-from benchmarks.speed.timing import compare, row, timeit
+from benchmarks.speed.timing import row, timeit
 
 SHAPE = (128, 3, 32, 32)
 K = 10
@@ -21,31 +21,28 @@ def mix_rows(device: torch.device, budget: float) -> list[dict]:
     mixer = mixkit.Mixup(alpha=1.0, num_classes=K, seed=0)
     lean = mixkit.Mixup(alpha=1.0, num_classes=K, seed=0, validate=False)
     collate = mixkit.MixCollate("mixup", num_classes=K, alpha=1.0, seed=0)
-    fns = {
+    times = {
         # the arithmetic every mixup must do: gather the partners, one pass of lerp
-        "floor: index_select + lerp_": lambda: x.index_select(0, index).lerp_(x, 0.3),
-        "mixkit Mixup": lambda: mixer(x, y),
-        "mixkit Mixup, validate=False": lambda: lean(x, y),
-        "mixkit MixCollate(mixup) on tensors": lambda: collate(x, y),
+        "floor: index_select + lerp_": timeit(lambda: x.index_select(0, index).lerp_(x, 0.3), device, budget),
+        "mixkit Mixup": timeit(lambda: mixer(x, y), device, budget),
+        "mixkit Mixup, validate=False": timeit(lambda: lean(x, y), device, budget),
+        "mixkit MixCollate(mixup) on tensors": timeit(lambda: collate(x, y), device, budget),
     }
     try:
         from timm.data import Mixup as TimmMixup
 
         timm_mix = TimmMixup(mixup_alpha=1.0, cutmix_alpha=0.0, prob=1.0, label_smoothing=0.0, num_classes=K)
         x_timm = x.clone()  # timm mixes in place: its own copy (mixes of mixes stay finite)
-        fns["timm Mixup (in place)"] = lambda: timm_mix(x_timm, y)
+        times["timm Mixup (in place)"] = timeit(lambda: timm_mix(x_timm, y), device, budget)
     except ImportError:
         pass
     try:
         from torchvision.transforms import v2
 
         tv_mix = v2.MixUp(alpha=1.0, num_classes=K)
-        fns["torchvision v2.MixUp"] = lambda: tv_mix(x, y)
+        times["torchvision v2.MixUp"] = timeit(lambda: tv_mix(x, y), device, budget)
     except ImportError:
         pass
-    # interleaved rounds (benchmarks.speed.timing.compare): the ratios below are taken under
-    # the same load; timed one after the other, the mixkit / timm ratio moved by a few % here
-    times = compare(fns, device, budget)
 
     def naive() -> tuple:
         lam = float(np.random.beta(1.0, 1.0))

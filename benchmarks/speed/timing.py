@@ -42,36 +42,5 @@ def timeit(fn: Callable[[], Any], device: torch.device | str = "cpu", budget: fl
     return best
 
 
-def compare(fns: dict[str, Callable[[], Any]], device: torch.device | str = "cpu", budget: float = 0.25,
-            repeats: int = 7) -> dict[str, float]:
-    """Seconds per call of each of ``fns``, timed in interleaved rounds: every round times a
-    mean of each function in turn, and each keeps its best round (see :func:`timeit`).
-
-    For ratios within one run: a slow spell of the shared machine then falls on every
-    contender of a round alike, not on whichever happened to be timed during it.
-    """
-    device = torch.device(device)
-    counts = {}
-    for name, fn in fns.items():
-        for _ in range(3):
-            fn()
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        counts[name] = max(1, int(budget / repeats * 5 / max(time.perf_counter() - start, 1e-7)))
-    best = dict.fromkeys(fns, float("inf"))
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            n = counts[name]
-            sync(device)
-            start = time.perf_counter()
-            for _ in range(n):
-                fn()
-            sync(device)
-            best[name] = min(best[name], (time.perf_counter() - start) / n)
-    return best
-
-
 def row(group: str, case: str, method: str, seconds: float, **extra: Any) -> dict[str, Any]:
     return {"group": group, "case": case, "method": method, "us": seconds * 1e6, **extra}
