@@ -13,6 +13,7 @@ from torch import nn
 from mixkit.batch import MixedBatch
 from mixkit.genlabel import GenLabel
 from mixkit.mixers.base import Mixer
+from mixkit.mixers.composite import MixChoice
 from mixkit.mixers.cutmix import CutMix
 from mixkit.mixers.mixup import Mixup
 from mixkit.nn import FeatureTap, ManifoldMixup, default_layers, find_classifier, frozen_features
@@ -289,6 +290,27 @@ def test_uses_any_mixer_through_the_contract(resnet, batch):
     # per-sample lam through mixer keyword arguments
     ps = ManifoldMixup(resnet, num_classes=K, seed=0, per_sample=True).train()
     assert ps(x, y, return_batch=True)[1].lam.unique().numel() == 4
+
+
+@pytest.mark.parametrize("mixer", [CutMix(num_classes=K, per_sample=True, seed=0),
+                                   MixChoice(["mixup", "cutmix"], mode="elem", num_classes=K, seed=0)],
+                         ids=["cutmix per sample", "mixup or cutmix per element"])
+def test_mask_mixers_mix_hidden_states_that_require_grad(resnet, batch, mixer):
+    """Box and per-element mixes of hidden states keep the graph (``where(..., out=)`` does
+    not support autograd): the wrapper trains, and every output element passes a gradient of
+    total weight 1 to the inputs it came from (one pasted element, or lam and 1 - lam)."""
+    x, y = batch
+    w = ManifoldMixup(resnet, mixer=mixer, layers=["layer1"]).train()
+    logits, y_soft = w(x, y)
+    torch.nn.functional.cross_entropy(logits, y_soft).backward()
+    assert resnet.conv1.weight.grad is not None and torch.isfinite(resnet.conv1.weight.grad).all()
+    h = torch.randn(4, 8, 6, 6, requires_grad=True)
+    params = mixer.draw(4, h.shape, torch.Generator().manual_seed(3))
+    out = mixer.mix_inputs(h, params)
+    torch.testing.assert_close(out, mixer.mix_inputs(h.detach(), params), rtol=0, atol=0)
+    out.sum().backward()
+    torch.testing.assert_close(h.grad.sum(), torch.tensor(float(out.numel())))
+    assert (h.grad >= 0).all()
 
 
 def test_column_of_class_ids_keeps_labels(resnet, batch):

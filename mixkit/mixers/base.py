@@ -298,3 +298,13 @@ def random_partners(n: int, generator: torch.Generator, device: torch.device) ->
 def lam_view(lam: Tensor, like: Tensor) -> Tensor:
     """``lam`` ``(B,)`` reshaped to broadcast against a batch shaped like ``like``."""
     return lam.reshape((-1,) + (1,) * (like.ndim - 1))
+
+
+def where_into(mask: Tensor, a: Tensor, b: Tensor, out: Tensor) -> Tensor:
+    """``torch.where(mask, a, b)``, written into ``out`` (a buffer laid out like the input)
+    unless autograd records the inputs: ``out=`` does not support autograd, and hidden
+    states mixed by :class:`mixkit.nn.ManifoldMixup` require grad. Those get a fresh
+    result, which may then be laid out like ``a`` and ``b`` rather than like ``out``."""
+    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
+        return torch.where(mask, a, b)
+    return torch.where(mask, a, b, out=out)

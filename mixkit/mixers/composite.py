@@ -11,7 +11,7 @@ from torch import Tensor
 
 from mixkit._validation import check_choice, check_range
 from mixkit.batch import MixedBatch
-from mixkit.mixers.base import Mixer, MixParams, fixed_lam, lam_view
+from mixkit.mixers.base import Mixer, MixParams, fixed_lam, lam_view, where_into
 from mixkit.mixers.mixup import PAIRINGS, partners
 from mixkit.registry import create_mixer
 
@@ -199,7 +199,7 @@ class MixChoice(Mixer):
         src = x
         for k, mixed in mixes:
             mask = lam_view((choice == k).to(x.device, non_blocking=True), x)
-            src = torch.where(mask, mixed, src, out=out)
+            src = where_into(mask, mixed, src, out)
         return src
 
     def apply(self, x: Tensor, y_soft: Tensor, labels: Tensor, params: MixParams, *,

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from mixkit._validation import check_range
-from mixkit.mixers.base import MixParams, fixed_lam
+from mixkit.mixers.base import MixParams, fixed_lam, where_into
 from mixkit.mixers.mixup import Mixup, partners
 
 
@@ -112,4 +112,4 @@ class CutMix(Mixup):
             out[..., t:b, l:r] = x[..., t:b, l:r].index_select(0, index)  # the right side is a copy
             return out
         out = x if inplace else torch.empty_like(x)  # laid out like x
-        return torch.where(self.box_mask(box, x), x.index_select(0, index), x, out=out)
+        return where_into(self.box_mask(box, x), x.index_select(0, index), x, out)
