@@ -436,18 +436,18 @@ def _class_softmax(logits_t: Tensor, temperature: float, dtype: torch.dtype, *,
     ``T`` gives 0 for the top class and ``-inf`` for the others (the one-hot label), not
     ``inf - inf``.
 
-    On the CPU, not ``torch.softmax`` as it comes: ``exp`` of an argument whose result
-    underflows (below about -87 in float32: a class far less likely than the top one, the
-    usual case) and arithmetic on the denormal numbers that come out leave the vectorised
-    path, up to 3x slower. So arguments are clamped where even the quotient by the column
-    sum (at most K) stays a normal number, and what comes out at or below the clamp's own
-    value (probabilities under ``e K`` times the smallest normal number: rounding residue)
-    is set to exactly 0; a NaN column stays NaN through both. Small blocks then go through
-    ``torch.softmax``, big ones through ``exp``, sum and divide, which measured faster there
-    (4.5 against 6.2 µs at K = 10, B = 128; 105 against 58 µs at K = 100, B = 1024).
-    ``top``: the column max when the caller has it (top-k values come sorted). ``fused``:
-    one ``torch.softmax``, unclamped (the default off the CPU, where the clamp costs two
-    kernels and saves nothing).
+    On the CPU, ``exp``, sum and divide rather than ``torch.softmax``, whose kernel measured
+    slower at K = 100, B = 1024 (105 against 58 µs) and is not the arithmetic the committed
+    benchmark runs used (4.5 against 6.2 µs at K = 10, B = 128 is not worth labels that
+    differ in the last bit). ``exp`` of an argument whose result underflows (below about
+    -87 in float32: a class far less likely than the top one, the usual case), and
+    arithmetic on the denormal numbers that come out, leave the vectorised path, up to 3x
+    slower. So arguments are clamped where even the quotient by the column sum (at most K)
+    stays a normal number, and what comes out at or below the clamp's own value
+    (probabilities under ``e K`` times the smallest normal number: rounding residue) is set
+    to exactly 0; a NaN column stays NaN through both. ``top``: the column max when the
+    caller has it (top-k values come sorted). ``fused``: one ``torch.softmax``, unclamped
+    (the default off the CPU, where the clamp costs two kernels and saves nothing).
     """
     if top is None:
         top = logits_t.amax(0, keepdim=True)
@@ -461,10 +461,7 @@ def _class_softmax(logits_t: Tensor, temperature: float, dtype: torch.dtype, *,
         return torch.softmax(z, 0, dtype=dtype)
     key = (dtype, z.shape[0])
     floor, cut = _UNDERFLOW[key] if key in _UNDERFLOW else _underflow(*key)
-    z = z.to(dtype).clamp_min_(floor)
-    if z.numel() <= _SOFTMAX_KERNEL_MAX:
-        return torch.nn.functional.threshold_(torch.softmax(z, 0), cut, 0.0)
-    e = torch.nn.functional.threshold_(z.exp_(), cut, 0.0)
+    e = torch.nn.functional.threshold_(z.to(dtype).clamp_min_(floor).exp_(), cut, 0.0)
     return e.div_(e.sum(0, keepdim=True))
 
 
@@ -478,8 +475,6 @@ def _underflow(dtype: torch.dtype, num_classes: int) -> tuple[float, float]:
 
 
 _UNDERFLOW: dict[tuple[torch.dtype, int], tuple[float, float]] = {}
-# K x B up to this: torch.softmax's own kernel (faster on small blocks, see _class_softmax)
-_SOFTMAX_KERNEL_MAX = 4096
 
 
 def _check_prior(prior: Any) -> tuple[str, Tensor | None]:
