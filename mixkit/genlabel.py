@@ -414,10 +414,12 @@ class GenLabel(nn.Module):
         # compiling); the buffer changes only by load_state_dict or .to(), which clear it
         key = (like.dtype, like.device)
         cache = self._log_prior_cache
-        if cache is None or cache[0] != key:
-            cache = (key, probs.log().to(device=like.device, dtype=like.dtype))
-            self._log_prior_cache = cache
-        return cache[1]
+        if cache is not None and cache[0] == key:
+            return cache[1]
+        log_prior = probs.log().to(device=like.device, dtype=like.dtype)
+        if not is_compiling():  # filled inside a graph, it would be a guard failing on the next call
+            self._log_prior_cache = (key, log_prior)
+        return log_prior
 
     def _apply(self, fn: Any, recurse: bool = True) -> GenLabel:
         self._log_prior_cache = None
@@ -459,8 +461,7 @@ def _class_softmax(logits_t: Tensor, temperature: float, dtype: torch.dtype, *,
         z = z.mul_(min(max(1.0 / temperature, info.tiny), info.max))
     if fused if fused is not None else z.device.type != "cpu":
         return torch.softmax(z, 0, dtype=dtype)
-    key = (dtype, z.shape[0])
-    floor, cut = _UNDERFLOW[key] if key in _UNDERFLOW else _underflow(*key)
+    floor, cut = _underflow(dtype, z.shape[0])
     e = torch.nn.functional.threshold_(z.to(dtype).clamp_min_(floor).exp_(), cut, 0.0)
     return e.div_(e.sum(0, keepdim=True))
 
@@ -468,13 +469,18 @@ def _class_softmax(logits_t: Tensor, temperature: float, dtype: torch.dtype, *,
 def _underflow(dtype: torch.dtype, num_classes: int) -> tuple[float, float]:
     """``(clamp, zero at or below)`` of :func:`_class_softmax` for ``dtype`` and K classes:
     ``exp(clamp) / K`` is a normal number (``e`` times the smallest one), and the cut lies
-    just above ``exp(clamp)``, so every clamped entry becomes exactly 0."""
-    floor = math.log(torch.finfo(dtype).tiny) + math.log(max(1, num_classes)) + 1.0
-    _UNDERFLOW[dtype, num_classes] = floor, math.exp(floor) * (1.0 + 1e-4)
-    return _UNDERFLOW[dtype, num_classes]
+    just above ``exp(clamp)``, so every clamped entry becomes exactly 0. Plain float
+    arithmetic on constants: no cache, whose filling would be a guard (and a recompile)
+    under ``torch.compile``."""
+    log_tiny = _LOG_TINY.get(dtype)
+    if log_tiny is None:
+        log_tiny = math.log(torch.finfo(dtype).tiny)
+    floor = log_tiny + math.log(max(1, num_classes)) + 1.0
+    return floor, math.exp(floor) * (1.0 + 1e-4)
 
 
-_UNDERFLOW: dict[tuple[torch.dtype, int], tuple[float, float]] = {}
+# never modified: a constant table, not a cache
+_LOG_TINY = {dt: math.log(torch.finfo(dt).tiny) for dt in (torch.float32, torch.float64)}
 
 
 def _check_prior(prior: Any) -> tuple[str, Tensor | None]:

@@ -102,6 +102,21 @@ def test_validate_is_opt_in_and_checks_the_labels():
     assert mixkit.GenLabel().validate is None
 
 
+@pytest.mark.parametrize("kw", CONFIGS)
+def test_a_relabel_compiled_before_any_eager_call_stays_one_graph(kw):
+    """Nothing the first compiled call computes is cached where a later compiled call would
+    guard on it (a cache filled inside a graph is a recompile on the next call)."""
+    gl, x, y = fitted(**kw)
+    batch = mixkit.Mixup(num_classes=K, seed=1)(x[:64], y[:64])
+    dynamo.reset()
+    counter = CompileCounter()
+    compiled = torch.compile(gl, backend=counter, fullgraph=True)
+    outs = [compiled(batch) for _ in range(4)]
+    assert counter.frame_count == 1
+    torch.testing.assert_close(outs[-1].y, gl(batch).y)
+    dynamo.reset()
+
+
 @pytest.mark.parametrize(("density", "dtype"), [("gaussian", torch.float32), ("gaussian", torch.float64),
                                                 ("nearest", torch.float32), ("nearest", torch.float64)])
 @pytest.mark.parametrize("kw", CONFIGS)
