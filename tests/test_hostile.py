@@ -107,6 +107,8 @@ ERRORS = [
     ("mixup-alpha-inf", lambda: Mixup(alpha=float("inf")), ValueError, r"alpha must be a positive finite"),
     ("mixup-K-2.5", lambda: Mixup(num_classes=2.5), TypeError, r"num_classes must be an integer"),
     ("mixup-lam-1.1", lambda: Mixup(num_classes=K)(XI, YI, lam=1.1), ValueError, r"lam must lie in \[0, 1\]"),
+    ("mixup-lam-nan", lambda: Mixup(num_classes=K)(XI, YI, lam=float("nan")), ValueError,
+     r"lam must lie in \[0, 1\].*got nan"),
     ("mixup-lam-shape", lambda: Mixup(num_classes=K)(XI, YI, lam=torch.full((3,), 0.3)), ValueError, r"\(8,\)"),
     ("cutmix-2d", lambda: CutMix(num_classes=K)(X[:8], Y[:8]), ValueError, r"cutmix needs spatial inputs"),
     ("label-dtype-int", lambda: Mixup(label_dtype=torch.int64), ValueError, r"floating torch dtype"),

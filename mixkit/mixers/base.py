@@ -281,12 +281,14 @@ def multi_hot_labels(y: Tensor, num_classes: int | None, dtype: torch.dtype, *, 
 def fixed_lam(lam: float | Tensor, n: int) -> Tensor:
     """A fixed ``lam`` (a float or ``(n,)``) as the ``(n,)`` float64 CPU tensor a draw returns."""
     t = as_tensor(lam, "lam").detach().to("cpu", torch.float64)
+    bad = ~((t >= 0) & (t <= 1))  # NaN included
+    if bool(bad.any()):
+        got = float(t) if t.ndim == 0 else f"{t[bad][:5].tolist()} among its values"
+        raise ValueError(f"lam must lie in [0, 1] (the weight of each sample's own input), got {got}")
     if t.ndim == 0:
         t = t.expand(n)
     if t.shape != (n,):
         raise ValueError(f"lam must be a float or a ({n},) tensor, got shape {tuple(t.shape)}")
-    if not bool(((t >= 0) & (t <= 1)).all()):
-        raise ValueError("lam must lie in [0, 1]")
     return t
 
 
