@@ -28,13 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import mixkit
 from benchmarks.batched import ModelSpec, Stream, TrainConfig, evaluate, train_batched
 from benchmarks.common import mean_std, set_progress
-from benchmarks.loop import train_module
+from benchmarks.loop import mixing_step, train_module
 from benchmarks.models import relu_mlp
 from benchmarks.protocols import synthetic as protocols
 from benchmarks.report import PAPER_TABLE1, md_table
@@ -53,14 +52,9 @@ def run_trial(method: str, trial: int, proto: protocols.SyntheticProtocol, epoch
     body, width = relu_mlp(2, proto.hidden["two_circle"])
     net = nn.Sequential(body, nn.Linear(width, 2))
     g = torch.Generator().manual_seed(seed)
-    mixer = mixkit.Mixup(1.0, num_classes=2)  # one lam per batch, as the official mixup_data
-
-    def step_loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        if method == "vanilla":
-            return F.cross_entropy(net(xb), yb)
-        mb = mixer(xb, yb, generator=g)
-        return F.cross_entropy(net(mb.x), mb.y)
-
+    # one lam per batch, as the official mixup_data
+    mixer = mixkit.Mixup(1.0, num_classes=2) if method == "mixup" else None
+    step_loss = mixing_step(net, g, mixer=mixer)
     marks = [m for m in proto.milestones["two_circle"] or () if m < epochs]
     train_module(net, step_loss, x, y, epochs=epochs, batch_size=proto.batch_size, generator=g,
                  lr=proto.lr, momentum=proto.momentum, weight_decay=proto.weight_decay,
